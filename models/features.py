@@ -1,0 +1,129 @@
+"""Profiles as columns of numpy arrays (a ProfileBatch), and the feature matrix the
+weights act on. One profile and a million profiles take the same path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models import vocabulary as vocab
+
+# Profile factors the weights in data/ may name (the rows of the weight matrix).
+PROFILE_FACTORS = (
+    "profile:kidney_moderate",
+    "profile:pregnant_or_breastfeeding",
+    "profile:child",
+    "profile:older_adult",
+)
+FEATURE_NAMES = (
+    ("always",)
+    + tuple(f"condition:{c}" for c in vocab.CONDITIONS)
+    + tuple(f"goal:{g}" for g in vocab.GOALS)
+    + PROFILE_FACTORS
+)
+CONDITION_COLUMN = {c: i for i, c in enumerate(vocab.CONDITIONS)}
+GOAL_COLUMN = {g: i for i, g in enumerate(vocab.GOALS)}
+SEX_CODE = {s: i for i, s in enumerate(vocab.SEXES)}
+
+
+@dataclass
+class ProfileBatch:
+    """n validated profiles, column by column. Medicines are already resolved to
+    interaction classes; the typed names are kept only to echo them back."""
+
+    age: np.ndarray  # int16
+    sex: np.ndarray  # int8, index into vocab.SEXES
+    pregnant: np.ndarray  # bool
+    breastfeeding: np.ndarray  # bool
+    egfr: np.ndarray  # float64, NaN when unknown
+    dialysis: np.ndarray  # bool
+    conditions: np.ndarray  # bool (n, len(CONDITIONS))
+    goals: np.ndarray  # bool (n, len(GOALS))
+    interaction_classes: np.ndarray  # bool (n, len(INTERACTION_CLASSES))
+    has_unrecognized_medication: np.ndarray  # bool
+    avoid_forms: np.ndarray  # bool (n, forms)
+    max_units_per_day: np.ndarray  # int16, 0 when not set
+    # Per profile: [(typed name, class positions)] and the unrecognised names (echo only).
+    recognized_medications: list[list[tuple[str, tuple[int, ...]]]] | None = field(default=None)
+    unrecognized_medications: list[list[str]] | None = field(default=None)
+
+    def __len__(self) -> int:
+        return len(self.age)
+
+    @classmethod
+    def empty(cls, n: int, n_forms: int, keep_names: bool = True) -> ProfileBatch:
+        return cls(
+            age=np.zeros(n, dtype=np.int16),
+            sex=np.zeros(n, dtype=np.int8),
+            pregnant=np.zeros(n, dtype=bool),
+            breastfeeding=np.zeros(n, dtype=bool),
+            egfr=np.full(n, np.nan),
+            dialysis=np.zeros(n, dtype=bool),
+            conditions=np.zeros((n, len(vocab.CONDITIONS)), dtype=bool),
+            goals=np.zeros((n, len(vocab.GOALS)), dtype=bool),
+            interaction_classes=np.zeros((n, len(vocab.INTERACTION_CLASSES)), dtype=bool),
+            has_unrecognized_medication=np.zeros(n, dtype=bool),
+            avoid_forms=np.zeros((n, n_forms), dtype=bool),
+            max_units_per_day=np.zeros(n, dtype=np.int16),
+            recognized_medications=[[] for _ in range(n)] if keep_names else None,
+            unrecognized_medications=[[] for _ in range(n)] if keep_names else None,
+        )
+
+
+def batch_from_profiles(profiles: list[dict], form_ids: tuple[str, ...], medicine_index) -> ProfileBatch:
+    """Columns from validated profile dicts (the HTTP and JSON Lines path). Fields not
+    given take the contract's defaults."""
+    batch = ProfileBatch.empty(len(profiles), len(form_ids))
+    form_column = {form_id: i for i, form_id in enumerate(form_ids)}
+    for row, profile in enumerate(profiles):
+        batch.age[row] = profile["age"]
+        batch.sex[row] = SEX_CODE[profile.get("sex") or "unspecified"]
+        batch.pregnant[row] = bool(profile.get("pregnant"))
+        batch.breastfeeding[row] = bool(profile.get("breastfeeding"))
+        egfr = profile.get("egfr")
+        if egfr is not None:
+            batch.egfr[row] = egfr
+        batch.dialysis[row] = bool(profile.get("dialysis"))
+        for condition in profile.get("conditions") or ():
+            batch.conditions[row, CONDITION_COLUMN[condition]] = True
+        for goal in profile.get("goals") or ():
+            batch.goals[row, GOAL_COLUMN[goal]] = True
+        recognized, unrecognized = batch.recognized_medications[row], batch.unrecognized_medications[row]
+        for name in profile.get("medications") or ():
+            classes = medicine_index.resolve(name)
+            if classes is None:
+                if name not in unrecognized:
+                    unrecognized.append(name)
+            else:
+                recognized.append((name, classes))
+                batch.interaction_classes[row, list(classes)] = True
+        batch.has_unrecognized_medication[row] = bool(unrecognized)
+        preferences = profile.get("preferences") or {}
+        for form_id in preferences.get("avoid_forms") or ():
+            batch.avoid_forms[row, form_column[form_id]] = True
+        batch.max_units_per_day[row] = preferences.get("max_units_per_day") or 0
+    return batch
+
+
+def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict) -> np.ndarray:
+    """n x len(FEATURE_NAMES), float64: the profile factors the weights act on."""
+    ages = rules["age_groups"]
+    n = len(batch)
+    return np.concatenate(
+        [
+            np.ones((n, 1)),
+            batch.conditions,
+            batch.goals,
+            np.column_stack(
+                [
+                    kidney_moderate,
+                    batch.pregnant | batch.breastfeeding,
+                    (batch.age >= ages["infant_below"]) & (batch.age <= ages["child_up_to"]),
+                    batch.age >= ages["older_adult_from"],
+                ]
+            ),
+        ],
+        axis=1,
+        dtype=np.float64,
+    )

@@ -1,0 +1,104 @@
+"""The public contract's fixed vocabularies (../shared/contract.md). Words may be added,
+never renamed or removed, so they live in code that every layer imports."""
+
+SEXES = ("unspecified", "female", "male")
+
+CONDITIONS = (
+    "constipation",
+    "diarrhea",
+    "ibs_d",
+    "sensitive_stomach",
+    "leg_cramps",
+    "muscle_spasms",
+    "insomnia",
+    "anxiety",
+    "fatigue",
+    "fibromyalgia",
+    "migraine",
+    "malabsorption",
+    "low_magnesium",
+    "myasthenia_gravis",
+    "heart_block",
+)
+
+GOALS = (
+    "general",
+    "sleep",
+    "relaxation",
+    "cramps",
+    "energy",
+    "constipation_relief",
+    "repletion",
+    "migraine_prevention",
+)
+
+SEVERITIES = ("info", "warning", "critical")
+
+INTERACTION_CLASSES = (
+    "bisphosphonate",
+    "tetracycline",
+    "fluoroquinolone",
+    "levothyroxine",
+    "integrase_inhibitor",
+    "gabapentin",
+    "ppi",
+    "loop_diuretic",
+    "thiazide_diuretic",
+    "potassium_sparing_diuretic",
+    "digoxin",
+)
+
+# Top-level caveat codes, in the order an answer lists them.
+ANSWER_CAVEATS = (
+    "consult_clinician",
+    "kidney_impairment_severe",
+    "kidney_impairment_moderate",
+    "kidney_function_unknown",
+    "infant",
+    "child_dose_limit",
+    "pregnancy",
+    "breastfeeding",
+    "cramps_evidence_limited",
+    "dose_above_upper_limit_in_studies",
+    "myasthenia_gravis",
+    "heart_block",
+    "medication_interaction",
+    "medication_unrecognized",
+)
+
+FORM_CAVEATS = ("laxative_effect", "may_worsen_diarrhea", "low_absorption", "high_unit_burden")
+
+# Codes that explain why a form is excluded. Safety codes come first.
+EXCLUSION_CODES = (
+    "infant",
+    "kidney_impairment_severe",
+    "kidney_impairment_moderate",
+    "may_worsen_diarrhea",
+    "avoided_by_user",
+)
+
+# The contract's forms that must exist, and the laxative forms of safety rule 5.
+REQUIRED_FORMS = (
+    "citrate",
+    "glycinate",
+    "oxide",
+    "malate",
+    "chloride",
+    "lactate",
+    "taurate",
+    "l_threonate",
+    "carbonate",
+    "hydroxide",
+)
+CONTRACT_LAXATIVE_FORMS = ("citrate", "oxide", "hydroxide", "sulfate")
+# Safety rule 5: with any of these conditions no laxative form is ranked first.
+GI_SENSITIVE_CONDITIONS = ("diarrhea", "ibs_d", "sensitive_stomach")
+# Safety rule 2: forms the moderate kidney band must exclude.
+CONTRACT_MODERATE_KIDNEY_EXCLUDED = ("oxide", "hydroxide")
+
+# Triggers for caveats that depend only on profile words (the contract's "when" column).
+CRAMP_TRIGGERS = {"conditions": ("leg_cramps", "muscle_spasms"), "goals": ("cramps",)}
+MIGRAINE_TRIGGERS = {"conditions": ("migraine",), "goals": ("migraine_prevention",)}
+
+LOCALES = ("en", "de")
+DEFAULT_LOCALE = "en"

@@ -1,0 +1,36 @@
+"""Settings, read once at start-up: defaults here, then FORMWISE_* environment variables,
+then the dict a test passes to create_app."""
+
+from __future__ import annotations
+
+import os
+
+MIB = 1024 * 1024
+
+
+class Config:
+    API_TITLE = "formwise"
+    API_VERSION = "1"
+    OPENAPI_VERSION = "3.1.0"
+    OPENAPI_URL_PREFIX = "/"
+    OPENAPI_JSON_PATH = "openapi.json"
+    API_SPEC_OPTIONS = {
+        "info": {
+            "description": "Ranks magnesium supplement forms for one person, with reasons, caveats and "
+            "the advice to consult a clinician. Errors are application/problem+json (RFC 9457).",
+        }
+    }
+    # The largest body any endpoint takes (the batch endpoint); others are capped lower per request.
+    MAX_CONTENT_LENGTH = 8 * MIB
+    SINGLE_MAX_CONTENT_LENGTH = 1 * MIB
+    # A folder with a supplement's knowledge base, to use instead of the packaged one.
+    KNOWLEDGE_BASE_DIR = None
+    JSON_SORT_KEYS = False
+
+
+def from_environment() -> dict:
+    """FORMWISE_<NAME> variables override Config.<NAME>."""
+    overrides = {}
+    if os.environ.get("FORMWISE_KNOWLEDGE_BASE_DIR"):
+        overrides["KNOWLEDGE_BASE_DIR"] = os.environ["FORMWISE_KNOWLEDGE_BASE_DIR"]
+    return overrides

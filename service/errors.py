@@ -1,0 +1,132 @@
+"""One place that turns every error into ``application/problem+json`` (RFC 9457).
+
+Validation errors carry ``errors``: one ``{field, message}`` per bad field, the field
+written as a dotted path (``profile.conditions.1``)."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from flask import Response, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from service.schemas import ProblemSchema
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "tag:formwise,2026:problem/"
+log = logging.getLogger("formwise.errors")
+
+
+def log_unexpected(error: BaseException) -> None:
+    """Log where an unexpected error happened, but not its message or locals: either
+    could hold a profile's health data."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else "unknown"
+    log.error("unhandled %s at %s", type(error).__name__, where)
+
+
+def flatten_messages(messages, prefix: str = "") -> list[dict]:
+    """marshmallow's nested {field: [messages]} as a flat list of {field, message}."""
+    if isinstance(messages, dict):
+        flat = []
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.extend(flatten_messages(value, name))
+        return flat
+    if isinstance(messages, (list, tuple)):
+        if all(isinstance(item, str) for item in messages):
+            return [{"field": prefix or "body", "message": item} for item in messages]
+        flat = []
+        for item in messages:
+            flat.extend(flatten_messages(item, prefix))
+        return flat
+    return [{"field": prefix or "body", "message": str(messages)}]
+
+
+def problem(status: int, title: str, detail: str | None = None, errors: list[dict] | None = None,
+            slug: str | None = None, headers: dict | None = None) -> Response:
+    return problem_from_body(problem_body(status, title, detail, errors, slug), headers)
+
+
+def problem_from_body(body: dict, headers: dict | None = None) -> Response:
+    response = Response(orjson.dumps(body), status=body["status"], mimetype=PROBLEM_MEDIA_TYPE)
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def problem_body(status: int, title: str, detail: str | None = None, errors: list[dict] | None = None,
+                 slug: str | None = None) -> dict:
+    body = {
+        "type": PROBLEM_TYPE_BASE + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    try:
+        body["instance"] = request.path
+    except RuntimeError:  # outside a request (batch item errors built in a loop)
+        pass
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def validation_problem_body(messages, prefix: str = "") -> dict:
+    errors = flatten_messages(messages, prefix)
+    detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors[:5])
+    if len(errors) > 5:
+        detail += f"; and {len(errors) - 5} more"
+    return problem_body(422, "Request validation failed", detail, errors, "validation-error")
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api with RFC 9457 error bodies (the maintainers' advice in
+    flask-smorest issue #310: override handle_http_exception)."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        headers = dict(data.get("headers") or {})
+        messages = data.get("messages") or data.get("errors")
+        if messages:
+            # webargs nests messages under the location ("json"); the body is the root.
+            if isinstance(messages, dict) and set(messages) <= {"json", "query", "form", "files", "headers"}:
+                messages = {k: v for location in messages.values() for k, v in location.items()}
+            if error.code == 422:
+                body = validation_problem_body(messages)
+            else:
+                errors = flatten_messages(messages)
+                detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors)
+                body = problem_body(error.code, error.name, detail, errors, "invalid-json" if error.code == 400 else None)
+            return problem_from_body(body, headers)
+        if isinstance(error, InternalServerError):
+            original = getattr(error, "original_exception", None)
+            if original is not None:
+                log_unexpected(original)
+        detail = data.get("message") or error.description
+        if error.code == 413:
+            detail = (
+                "The request body is too large: at most 1 MiB, or 8 MiB for /v1/recommendations/batch."
+            )
+        slug = None if error.code in (404, 405, 413, 415) else (error.name or "error").lower().replace(" ", "-")
+        if error.code == 405 and error.valid_methods:
+            headers.setdefault("Allow", ", ".join(error.valid_methods))
+        return problem(error.code or 500, error.name, detail, slug=slug, headers=headers)
+
+
+def register_fallback_handler(app) -> None:
+    """Anything that is not an HTTPException still answers a problem, never an HTML 500."""
+
+    @app.errorhandler(Exception)
+    def _unexpected(error):
+        if isinstance(error, HTTPException):
+            return app.extensions["formwise_api"].handle_http_exception(error)
+        log_unexpected(error)
+        return problem(500, "Internal Server Error", "The server failed to answer; the error was logged.")

@@ -1,0 +1,96 @@
+"""POST /v1/recommendations and its batch twin: validate, call the one engine, answer."""
+
+from __future__ import annotations
+
+import uuid
+
+import marshmallow as ma
+from flask import current_app
+from flask.views import MethodView
+
+from models import vocabulary as vocab
+from service.errors import validation_problem_body
+from service.parser import Blueprint
+from service.responses import json_response
+from service.schemas import (
+    BatchItemSchema,
+    BatchRequestSchema,
+    BatchResponseSchema,
+    ProfileSchema,
+    RecommendationRequestSchema,
+    RecommendationResponseSchema,
+)
+
+blp = Blueprint("recommendations", __name__, url_prefix="/v1", description="Ranked magnesium forms for a profile.")
+profile_schema = ProfileSchema()
+batch_item_schema = BatchItemSchema()
+
+
+def resolve_locale(requested: str) -> str:
+    """The locale answered in: the requested one when there are texts for it, else English."""
+    primary = requested.replace("_", "-").split("-")[0].lower()
+    return primary if primary in vocab.LOCALES else vocab.DEFAULT_LOCALE
+
+
+def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
+    """Answers with fresh recommendation ids, and the locale they are written in."""
+    locale = resolve_locale(options["locale"])
+    recommender = current_app.extensions["formwise"]
+    answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"])
+    return [{"recommendation_id": str(uuid.uuid4()), **answer} for answer in answers], locale
+
+
+@blp.route("/recommendations")
+class Recommendations(MethodView):
+    @blp.arguments(RecommendationRequestSchema)
+    @blp.alt_response(200, schema=RecommendationResponseSchema, success=True,
+                      description="Ranked forms, exclusions, caveats and interactions.")
+    def post(self, body):
+        """Rank the forms for one profile.
+
+        Hard safety rules (kidney function, age, gut conditions, avoided forms, upper
+        limits) are applied after scoring; every answer carries consult_clinician."""
+        (answer,), locale = recommend([body["profile"]], body["options"])
+        return json_response(answer, headers={"Content-Language": locale})
+
+
+def load_batch_item(item) -> dict:
+    """A validated profile from one batch item; messages are relative to the item."""
+    if not isinstance(item, dict):
+        raise ma.ValidationError({"item": ["Must be an object with id and profile."]})
+    checked = batch_item_schema.load(item)
+    if not isinstance(checked["profile"], dict):
+        raise ma.ValidationError({"profile": ["Must be an object."]})
+    try:
+        return profile_schema.load(checked["profile"])
+    except ma.ValidationError as error:
+        raise ma.ValidationError({"profile": error.messages}) from None
+
+
+@blp.route("/recommendations/batch")
+class BatchRecommendations(MethodView):
+    @blp.arguments(BatchRequestSchema)
+    @blp.alt_response(200, schema=BatchResponseSchema, success=True,
+                      description="One result per item, in input order: output or error.")
+    def post(self, body):
+        """Rank the forms for up to 1,000 profiles in one call.
+
+        Each item is validated on its own: a bad item gets an ``error`` (a problem
+        object) and the others are still answered, in the same order. All valid
+        profiles are scored together by the same engine as the single endpoint."""
+        results: list[dict] = []
+        valid_profiles, valid_positions = [], []
+        for position, item in enumerate(body["items"]):
+            item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            try:
+                profile = load_batch_item(item)
+            except ma.ValidationError as error:
+                results.append({"id": item_id, "output": None, "error": validation_problem_body(error.messages)})
+                continue
+            results.append({"id": item_id, "output": None, "error": None})
+            valid_profiles.append(profile)
+            valid_positions.append(position)
+        answers, locale = recommend(valid_profiles, body["options"])
+        for position, answer in zip(valid_positions, answers, strict=True):
+            results[position]["output"] = answer
+        return json_response({"results": results}, headers={"Content-Language": locale})

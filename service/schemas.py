@@ -1,0 +1,303 @@
+"""Marshmallow schemas: the same objects validate requests and generate /openapi.json.
+
+Input is strict on purpose: a string where a number belongs, ``true`` where an age belongs
+or a word outside the contract's vocabulary is a 422 naming the field and what is allowed,
+never a silent coercion."""
+
+from __future__ import annotations
+
+import numbers
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from models import vocabulary as vocab
+from models.knowledge import default_knowledge_base
+
+FORM_IDS = default_knowledge_base().form_ids
+MAX_LIST_ITEMS = 50
+MAX_BATCH_ITEMS = 1000
+
+
+def _allowed(words) -> str:
+    return "Must be one of: " + ", ".join(words) + "."
+
+
+class StrictInteger(fields.Integer):
+    """An integer and nothing else: no strings, no booleans, no 40.5."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if not (isinstance(value, float) and value.is_integer()):
+                raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+    default_error_messages = {"invalid": "Must be a whole number."}
+
+
+class StrictNumber(fields.Float):
+    """A JSON number: no strings, no booleans, nothing infinite."""
+
+    default_error_messages = {"invalid": "Must be a number."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """true or false, not "yes" or 1."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+def _word_list(words, description):
+    return fields.List(
+        fields.String(validate=validate.OneOf(words, error=_allowed(words))),
+        load_default=list,
+        validate=validate.Length(max=MAX_LIST_ITEMS),
+        metadata={"description": description},
+    )
+
+
+class StrictSchema(ma.Schema):
+    """Rejects unknown fields with a message that lists the allowed ones."""
+
+    class Meta:
+        unknown = ma.EXCLUDE  # reported by _reject_unknown below, with the allowed names
+
+    @ma.validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _reject_unknown(self, data, original, **kwargs):
+        if isinstance(original, dict):
+            unknown = sorted(set(original) - set(self.fields))
+            if unknown:
+                allowed = ", ".join(self.fields)
+                raise ma.ValidationError({key: [f"Unknown field. Allowed fields: {allowed}."] for key in unknown})
+
+
+class PreferencesSchema(StrictSchema):
+    avoid_forms = _word_list(FORM_IDS, "Forms to exclude (reason avoided_by_user).")
+    max_units_per_day = StrictInteger(
+        validate=validate.Range(1, 12, error="Must be a whole number from 1 to 12."),
+        allow_none=True,
+        load_default=None,
+        metadata={"description": "Most tablets or capsules a day the person will take."},
+    )
+
+
+class ProfileSchema(StrictSchema):
+    age = StrictInteger(
+        required=True,
+        validate=validate.Range(0, 120, error="Must be a whole number from 0 to 120 (years)."),
+        metadata={"description": "Age in whole years."},
+    )
+    sex = fields.String(
+        load_default="unspecified",
+        validate=validate.OneOf(vocab.SEXES, error=_allowed(vocab.SEXES)),
+    )
+    pregnant = StrictBoolean(load_default=False)
+    breastfeeding = StrictBoolean(load_default=False)
+    egfr = StrictNumber(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(0, 250, error="Must be a number from 0 to 250 (mL/min/1.73 m²), or null."),
+        metadata={"description": "Estimated GFR in mL/min/1.73 m²; null when unknown."},
+    )
+    dialysis = StrictBoolean(load_default=False)
+    conditions = _word_list(vocab.CONDITIONS, "Conditions from the contract's vocabulary.")
+    goals = _word_list(vocab.GOALS, "Goals from the contract's vocabulary.")
+    medications = fields.List(
+        fields.String(validate=validate.Length(1, 200, error="Must be 1 to 200 characters.")),
+        load_default=list,
+        validate=validate.Length(max=MAX_LIST_ITEMS),
+        metadata={"description": "Generic or brand names in any case, or rxcui:NNNN. Unknown names are echoed."},
+    )
+    preferences = fields.Nested(PreferencesSchema, load_default=lambda: PreferencesSchema().load({}))
+
+
+class OptionsSchema(StrictSchema):
+    limit = StrictInteger(
+        load_default=3,
+        validate=validate.Range(1, 20, error="Must be a whole number from 1 to 20."),
+    )
+    locale = fields.String(
+        load_default=vocab.DEFAULT_LOCALE,
+        validate=validate.Length(1, 35),
+        metadata={"description": f"One of {', '.join(vocab.LOCALES)}; others fall back to English."},
+    )
+    explain = StrictBoolean(load_default=False)
+
+
+class RecommendationRequestSchema(StrictSchema):
+    profile = fields.Nested(ProfileSchema, required=True)
+    options = fields.Nested(OptionsSchema, load_default=lambda: OptionsSchema().load({}))
+
+
+class BatchItemSchema(StrictSchema):
+    id = fields.String(required=True, validate=validate.Length(1, 200))
+    profile = fields.Raw(required=True, metadata={"description": "A profile, validated item by item."})
+
+
+class BatchRequestSchema(StrictSchema):
+    items = fields.List(
+        fields.Raw(metadata={"description": "An object with id and profile."}),
+        required=True,
+        validate=validate.Length(
+            1, MAX_BATCH_ITEMS, error=f"Must hold 1 to {MAX_BATCH_ITEMS} items; split larger jobs or use formwise score."
+        ),
+        metadata={"description": f"At most {MAX_BATCH_ITEMS} items, each {{id, profile}}."},
+    )
+    options = fields.Nested(OptionsSchema, load_default=lambda: OptionsSchema().load({}))
+
+
+# ---- response schemas (documentation; answers are built by models.answer) --------------
+
+
+class ReasonSchema(ma.Schema):
+    factor = fields.String(required=True)
+    effect = fields.String(required=True, validate=validate.OneOf(["+", "-"]))
+    text = fields.String(required=True)
+
+
+class CaveatSchema(ma.Schema):
+    code = fields.String(required=True)
+    severity = fields.String(required=True, validate=validate.OneOf(vocab.SEVERITIES))
+    text = fields.String(required=True)
+    source = fields.String(metadata={"description": "A source id from GET /v1/forms citations."})
+
+
+class MgRangeSchema(ma.Schema):
+    min = fields.Integer(required=True)
+    max = fields.Integer(required=True)
+
+
+class DoseSchema(ma.Schema):
+    elemental_mg_per_day = fields.Nested(MgRangeSchema, required=True)
+    compound_mg_per_day = fields.Nested(MgRangeSchema, required=True)
+
+
+class RecommendationSchema(ma.Schema):
+    rank = fields.Integer(required=True)
+    form = fields.String(required=True)
+    name = fields.String(required=True)
+    score = fields.Float(required=True, validate=validate.Range(0, 1))
+    status = fields.String(required=True, validate=validate.OneOf(["suitable", "caution"]))
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True)
+    caveats = fields.List(fields.Nested(CaveatSchema), required=True)
+    dose = fields.Nested(DoseSchema, required=True)
+
+
+class ExclusionReasonSchema(ma.Schema):
+    code = fields.String(required=True, validate=validate.OneOf(vocab.EXCLUSION_CODES))
+    text = fields.String(required=True)
+
+
+class ExcludedSchema(ma.Schema):
+    form = fields.String(required=True)
+    name = fields.String()
+    reasons = fields.List(fields.Nested(ExclusionReasonSchema), required=True)
+
+
+class SeparationSchema(ma.Schema):
+    before_magnesium = fields.Float(required=True)
+    after_magnesium = fields.Float(required=True)
+
+
+class InteractionSchema(ma.Schema):
+    medication = fields.String(required=True)
+    drug_class = fields.String(required=True, validate=validate.OneOf(vocab.INTERACTION_CLASSES))
+    severity = fields.String(required=True, validate=validate.OneOf(vocab.SEVERITIES))
+    text = fields.String(required=True)
+    separation_hours = fields.Nested(SeparationSchema, required=True)
+    source = fields.String()
+
+
+class RecommendationResponseSchema(ma.Schema):
+    recommendation_id = fields.UUID(required=True)
+    knowledge_base_version = fields.String(required=True)
+    model_version = fields.String(required=True)
+    max_severity = fields.String(required=True, validate=validate.OneOf(vocab.SEVERITIES))
+    recommendations = fields.List(fields.Nested(RecommendationSchema), required=True)
+    excluded = fields.List(fields.Nested(ExcludedSchema), required=True)
+    caveats = fields.List(fields.Nested(CaveatSchema), required=True)
+    interactions = fields.List(fields.Nested(InteractionSchema), required=True)
+    unrecognized_medications = fields.List(fields.String(), required=True)
+    disclaimer = fields.String(required=True)
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, with field-level messages in ``errors``."""
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String()
+    instance = fields.String()
+    errors = fields.List(
+        fields.Dict(),
+        metadata={"description": "One entry per bad field: {field, message}."},
+    )
+
+
+class BatchResultSchema(ma.Schema):
+    id = fields.String(required=True, allow_none=True)
+    output = fields.Nested(RecommendationResponseSchema, allow_none=True, required=True)
+    error = fields.Nested(ProblemSchema, allow_none=True, required=True)
+
+
+class BatchResponseSchema(ma.Schema):
+    results = fields.List(fields.Nested(BatchResultSchema), required=True)
+
+
+class SourcedValueSchema(ma.Schema):
+    value = fields.Float(required=True)
+    source = fields.String(required=True)
+    note = fields.String()
+
+
+class EvidenceSchema(ma.Schema):
+    strength = fields.Float(required=True)
+    grade = fields.String(required=True)
+    source = fields.String(required=True)
+    note = fields.String()
+
+
+class CitationSchema(ma.Schema):
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    authors = fields.String()
+    year = fields.Integer(required=True)
+    url = fields.String(required=True)
+    note = fields.String()
+
+
+class FormSchema(ma.Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    salt = fields.String()
+    formula = fields.String()
+    hydrate = fields.String()
+    laxative = fields.Boolean(required=True)
+    source = fields.String(required=True)
+    note = fields.String()
+    attributes = fields.Dict(keys=fields.String(), values=fields.Nested(SourcedValueSchema), required=True)
+    evidence = fields.Dict(keys=fields.String(), values=fields.Nested(EvidenceSchema), required=True)
+    citations = fields.Dict(keys=fields.String(), values=fields.Nested(CitationSchema))
+
+
+class FormListSchema(ma.Schema):
+    knowledge_base_version = fields.String(required=True)
+    forms = fields.List(fields.Nested(FormSchema), required=True)
+
+
+class HealthSchema(ma.Schema):
+    status = fields.String(required=True)
+    knowledge_base_version = fields.String()
+    model_version = fields.String()
+    checks = fields.Dict()
