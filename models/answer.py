@@ -122,8 +122,8 @@ class AnswerBuilder:
             "dose": {
                 "elemental_mg_per_day": {"min": int(elemental_min), "max": int(elemental_max)},
                 "compound_mg_per_day": {
-                    "min": int(round(elemental_min / fraction)),
-                    "max": int(round(elemental_max / fraction)),
+                    "min": round(elemental_min / fraction),
+                    "max": round(elemental_max / fraction),
                 },
             },
         }

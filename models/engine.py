@@ -66,8 +66,11 @@ class Engine:
         self.weights = self.hand_set_weights if weights is None else np.asarray(weights, dtype=np.float64)
         if self.weights.shape != self.hand_set_weights.shape:
             raise ValueError(f"weights must have shape {self.hand_set_weights.shape}, not {self.weights.shape}")
-        # features -> per-form utility in one matrix: (K x M) @ (M x F)
-        self.feature_to_form = self.weights @ self.centred_attributes.T
+        # features -> per-form utility in one matrix: (K x M) @ (M x F). Quantised to
+        # multiples of 2**-20 so that any summation order (BLAS picks one per batch size)
+        # gives bit-identical utilities: one profile alone and inside a batch of a million
+        # get the same scores and the same tie-breaks.
+        self.feature_to_form = np.round((self.weights @ self.centred_attributes.T) * 2**20) / 2**20
         self._prepare_safety_arrays()
 
     # -- set-up --------------------------------------------------------------------------
@@ -190,8 +193,8 @@ class Engine:
             batch.conditions[:, self.migraine_conditions].any(axis=1)
             | batch.goals[:, self.migraine_goals].any(axis=1)
         )
-        caveats[:, CAVEAT_COLUMN["myasthenia_gravis"]] = batch.conditions[:, vocab.CONDITIONS.index("myasthenia_gravis")]
-        caveats[:, CAVEAT_COLUMN["heart_block"]] = batch.conditions[:, vocab.CONDITIONS.index("heart_block")]
+        for condition in ("myasthenia_gravis", "heart_block"):  # caveat code == condition word
+            caveats[:, CAVEAT_COLUMN[condition]] = batch.conditions[:, vocab.CONDITIONS.index(condition)]
         interaction_severity = np.where(
             batch.interaction_classes, self.class_severity[None, :], np.int8(-1)
         ).max(axis=1, initial=-1).astype(np.int8)

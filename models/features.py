@@ -17,10 +17,10 @@ PROFILE_FACTORS = (
     "profile:older_adult",
 )
 FEATURE_NAMES = (
-    ("always",)
-    + tuple(f"condition:{c}" for c in vocab.CONDITIONS)
-    + tuple(f"goal:{g}" for g in vocab.GOALS)
-    + PROFILE_FACTORS
+    "always",
+    *(f"condition:{c}" for c in vocab.CONDITIONS),
+    *(f"goal:{g}" for g in vocab.GOALS),
+    *PROFILE_FACTORS,
 )
 CONDITION_COLUMN = {c: i for i, c in enumerate(vocab.CONDITIONS)}
 GOAL_COLUMN = {g: i for i, g in enumerate(vocab.GOALS)}

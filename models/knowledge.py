@@ -506,7 +506,7 @@ def _load_intake_limits(path: Path, citations) -> tuple[np.ndarray, np.ndarray, 
     covered = np.zeros(121, dtype=bool)
     rows = []
     required = ("age_min", "age_max", "rda_male_mg", "rda_female_mg", "supplemental_upper_limit_mg", "start_dose_mg")
-    for row, record in _read_csv(path, required + ("source",)):
+    for row, record in _read_csv(path, (*required, "source")):
         low = int(_number(path, row, record, "age_min", 0, 120))
         high = int(_number(path, row, record, "age_max", low, 120))
         limit = _number(path, row, record, "supplemental_upper_limit_mg", 0, 2000, optional=True)

@@ -5,11 +5,13 @@ written as a dotted path (``profile.conditions.1``)."""
 
 from __future__ import annotations
 
+import http
 import logging
 
 import orjson
-from flask import Response, request
+from flask import Response, has_request_context, request
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from service.schemas import ProblemSchema
@@ -34,7 +36,10 @@ def flatten_messages(messages, prefix: str = "") -> list[dict]:
     if isinstance(messages, dict):
         flat = []
         for key, value in messages.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":  # marshmallow's whole-object errors belong to the object itself
+                name = prefix
+            else:
+                name = f"{prefix}.{key}" if prefix else str(key)
             flat.extend(flatten_messages(value, name))
         return flat
     if isinstance(messages, (list, tuple)):
@@ -68,10 +73,8 @@ def problem_body(status: int, title: str, detail: str | None = None, errors: lis
     }
     if detail:
         body["detail"] = detail
-    try:
+    if has_request_context():
         body["instance"] = request.path
-    except RuntimeError:  # outside a request (batch item errors built in a loop)
-        pass
     if errors:
         body["errors"] = errors
     return body
@@ -91,6 +94,18 @@ class ProblemApi(Api):
 
     ERROR_SCHEMA = ProblemSchema
 
+    def _register_responses(self):
+        """Document every error response as application/problem+json."""
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
     def handle_http_exception(self, error: HTTPException):
         data = getattr(error, "data", None) or {}
         headers = dict(data.get("headers") or {})
@@ -104,7 +119,8 @@ class ProblemApi(Api):
             else:
                 errors = flatten_messages(messages)
                 detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors)
-                body = problem_body(error.code, error.name, detail, errors, "invalid-json" if error.code == 400 else None)
+                slug = "invalid-json" if error.code == 400 else None
+                body = problem_body(error.code, error.name, detail, errors, slug)
             return problem_from_body(body, headers)
         if isinstance(error, InternalServerError):
             original = getattr(error, "original_exception", None)

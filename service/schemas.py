@@ -27,9 +27,9 @@ class StrictInteger(fields.Integer):
     """An integer and nothing else: no strings, no booleans, no 40.5."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            if not (isinstance(value, float) and value.is_integer()):
-                raise self.make_error("invalid")
+        whole_float = isinstance(value, float) and value.is_integer()
+        if isinstance(value, bool) or not (isinstance(value, numbers.Integral) or whole_float):
+            raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
 
     default_error_messages = {"invalid": "Must be a whole number."}
@@ -68,6 +68,8 @@ def _word_list(words, description):
 
 class StrictSchema(ma.Schema):
     """Rejects unknown fields with a message that lists the allowed ones."""
+
+    error_messages = {"type": "Must be an object."}  # marshmallow merges this into its defaults
 
     class Meta:
         unknown = ma.EXCLUDE  # reported by _reject_unknown below, with the allowed names
@@ -149,7 +151,8 @@ class BatchRequestSchema(StrictSchema):
         fields.Raw(metadata={"description": "An object with id and profile."}),
         required=True,
         validate=validate.Length(
-            1, MAX_BATCH_ITEMS, error=f"Must hold 1 to {MAX_BATCH_ITEMS} items; split larger jobs or use formwise score."
+            1, MAX_BATCH_ITEMS,
+            error=f"Must hold 1 to {MAX_BATCH_ITEMS} items; split larger jobs or use formwise score.",
         ),
         metadata={"description": f"At most {MAX_BATCH_ITEMS} items, each {{id, profile}}."},
     )

@@ -1,0 +1,125 @@
+"""The contract's hard safety rules as properties over random profiles, with the
+hand-set weights and with random (even adversarial) weights: no weight can break them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models import vocabulary as vocab
+from models.knowledge import default_knowledge_base
+from models.recommender import Recommender
+from tests.models.profiles import profiles
+
+KB = default_knowledge_base()
+HAND_SET = Recommender(KB)
+SHAPE = HAND_SET.engine.weights.shape
+LAXATIVE = {form.id for form in KB.forms if form.laxative}
+UPPER_LIMIT = {range(1, 4): 65, range(4, 9): 110, range(9, 121): 350}
+
+
+def random_recommender(seed: int) -> Recommender:
+    rng = np.random.default_rng(seed)
+    return Recommender(KB, weights=rng.normal(0, 5, SHAPE), model_version=f"random-{seed}")
+
+
+RECOMMENDERS = [HAND_SET] + [random_recommender(seed) for seed in range(3)]
+
+
+def upper_limit(age: int) -> int:
+    return next(limit for ages, limit in UPPER_LIMIT.items() if age in ages)
+
+
+def check_hard_rules(profile: dict, answer: dict) -> None:
+    codes = {c["code"] for c in answer["caveats"]}
+    recommended = [r["form"] for r in answer["recommendations"]]
+    excluded = {e["form"]: {r["code"] for r in e["reasons"]} for e in answer["excluded"]}
+
+    assert "consult_clinician" in codes
+    assert answer["max_severity"] == max((c["severity"] for c in answer["caveats"]), key=vocab.SEVERITIES.index)
+    # Every form exactly once: recommended, excluded, or left out by the limit.
+    assert not set(recommended) & set(excluded)
+    assert len(recommended) == len(set(recommended))
+    assert set(recommended) | set(excluded) <= set(KB.form_ids)
+
+    egfr, dialysis = profile["egfr"], profile["dialysis"]
+    severe = dialysis or (egfr is not None and egfr < 30)
+    # Rule 1: a critical caveat empties the recommendations and excludes every form.
+    if any(c["severity"] == "critical" for c in answer["caveats"]):
+        assert recommended == []
+        assert set(excluded) == set(KB.form_ids)
+    if severe:
+        assert "kidney_impairment_severe" in codes
+    if profile["age"] < 1:
+        assert "infant" in codes and recommended == []
+    # Rule 2: moderate band excludes oxide and hydroxide; the rest carry caution.
+    if not severe and egfr is not None and 30 <= egfr < 60:
+        assert "kidney_impairment_moderate" in codes
+        assert {"oxide", "hydroxide"} <= set(excluded)
+        assert all(r["status"] == "caution" for r in answer["recommendations"])
+    # Rule 3: avoided forms are excluded with avoided_by_user.
+    for form_id in profile["preferences"]["avoid_forms"]:
+        assert "avoided_by_user" in excluded[form_id]
+    # Rule 4: the dose never exceeds the age's supplemental upper limit.
+    for rec in answer["recommendations"]:
+        assert rec["dose"]["elemental_mg_per_day"]["max"] <= upper_limit(profile["age"])
+        assert 0 <= rec["dose"]["elemental_mg_per_day"]["min"] <= rec["dose"]["elemental_mg_per_day"]["max"]
+    # Rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form is first.
+    if set(profile["conditions"]) & set(vocab.GI_SENSITIVE_CONDITIONS) and recommended:
+        assert recommended[0] not in LAXATIVE
+    # Ranks start at 1 and follow descending score.
+    assert [r["rank"] for r in answer["recommendations"]] == list(range(1, len(recommended) + 1))
+    scores = [r["score"] for r in answer["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+@pytest.mark.parametrize("recommender", RECOMMENDERS, ids=lambda r: r.model_version)
+@settings(max_examples=300, deadline=None)
+@given(profile=profiles, limit=st.integers(1, 20))
+def test_hard_rules_hold_for_any_profile_and_any_weights(recommender, profile, limit):
+    answer = recommender.recommend([profile], limit=limit)[0]
+    check_hard_rules(profile, answer)
+    eligible = len(KB.form_ids) - len(answer["excluded"])
+    assert len(answer["recommendations"]) == min(limit, eligible)
+
+
+@settings(max_examples=100, deadline=None)
+@given(profile=profiles)
+def test_rule_6_same_request_same_answer(profile):
+    first = HAND_SET.recommend([profile], limit=20)[0]
+    again = Recommender(KB).recommend([profile], limit=20)[0]
+    assert first == again
+
+
+@settings(max_examples=50, deadline=None)
+@given(batch=st.lists(profiles, min_size=1, max_size=30))
+def test_a_batch_answers_each_profile_as_if_alone(batch):
+    together = HAND_SET.recommend(batch, limit=5)
+    alone = [HAND_SET.recommend([profile], limit=5)[0] for profile in batch]
+    assert together == alone
+
+
+def test_safety_holds_even_when_weights_push_hard_for_the_forbidden_form():
+    """Adversarial: weights that make oxide and the laxatives win by a mile."""
+    engine = HAND_SET.engine
+    weights = np.zeros(SHAPE)
+    laxative_column = engine.attribute_names.index("laxative_strength")
+    weights[:, laxative_column] = 50.0
+    adversarial = Recommender(KB, weights=weights, model_version="adversarial")
+    cases = [
+        {"age": 70, "egfr": 20, "goals": ["constipation_relief"]},
+        {"age": 50, "egfr": 45, "conditions": ["constipation"]},
+        {"age": 30, "egfr": 100, "conditions": ["diarrhea"]},
+        {"age": 30, "egfr": 100, "conditions": ["sensitive_stomach"]},
+        {"age": 30, "conditions": ["ibs_d"], "preferences": {"avoid_forms": ["glycinate"]}},
+        {"age": 2, "egfr": 100, "conditions": ["constipation"]},
+        {"age": 0},
+    ]
+    for case in cases:
+        profile = {"sex": "unspecified", "pregnant": False, "breastfeeding": False, "egfr": None, "dialysis": False,
+                   "conditions": [], "goals": [], "medications": [],
+                   "preferences": {"avoid_forms": [], "max_units_per_day": None}} | case
+        check_hard_rules(profile, adversarial.recommend([profile], limit=20)[0])
