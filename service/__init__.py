@@ -12,6 +12,10 @@ from service.config import Config, from_environment
 from service.errors import ProblemApi, problem, register_fallback_handler
 
 JSON_METHODS = ("POST", "PUT", "PATCH")
+# Endpoints whose bodies may be larger than the single-answer limit (1 MiB).
+LARGE_BODY_ENDPOINTS = {"recommendations.BatchRecommendations"}
+# Paths whose POST/PUT bodies are not JSON (each module documents its own media types).
+NON_JSON_BODY_PATHS: set[str] = set()
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -22,26 +26,25 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    knowledge_base = load_knowledge_base(folder=app.config["KNOWLEDGE_BASE_DIR"]) if app.config[
-        "KNOWLEDGE_BASE_DIR"] else load_knowledge_base()
+    folder = app.config["KNOWLEDGE_BASE_DIR"]
+    knowledge_base = load_knowledge_base(folder=folder) if folder else load_knowledge_base()
     app.extensions["formwise"] = app.config.get("RECOMMENDER") or Recommender(knowledge_base)
+    app.extensions["formwise_readiness_checks"] = {}
 
     api = ProblemApi(app)
     app.extensions["formwise_api"] = api
     register_fallback_handler(app)
 
-    from service import docs, forms, health, recommendations
-
-    api.register_blueprint(recommendations.blp)
-    api.register_blueprint(forms.blp)
-    api.register_blueprint(health.blp)
-    app.register_blueprint(docs.blp)
-
     @app.before_request
     def _limit_and_check_body():
-        if request.endpoint != "recommendations.BatchRecommendations":
+        if request.endpoint not in LARGE_BODY_ENDPOINTS:
             request.max_content_length = app.config["SINGLE_MAX_CONTENT_LENGTH"]
-        if request.method in JSON_METHODS and request.path.startswith("/v1/") and not request.is_json:
+        if (
+            request.method in JSON_METHODS
+            and request.path.startswith("/v1/")
+            and request.path not in NON_JSON_BODY_PATHS
+            and not request.is_json
+        ):
             return problem(
                 415,
                 "Unsupported Media Type",
@@ -49,4 +52,16 @@ def create_app(test_config: dict | None = None) -> Flask:
             )
         return None
 
+    _register_parts(app, api)
     return app
+
+
+def _register_parts(app: Flask, api: ProblemApi) -> None:
+    """Every part of the service, in one list. A part is a module with a smorest or Flask
+    blueprint ``blp`` and/or an ``init_app(app, api)`` hook for what it needs at start-up
+    (database, limits, metrics, logging)."""
+    from service import docs, forms, health, recommendations
+
+    for part in (recommendations, forms, health):
+        api.register_blueprint(part.blp)
+    app.register_blueprint(docs.blp)
