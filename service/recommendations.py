@@ -33,11 +33,18 @@ def resolve_locale(requested: str) -> str:
 
 
 def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
-    """Answers with fresh recommendation ids, and the locale they are written in."""
+    """Answers with fresh recommendation ids, and the locale they are written in.
+
+    Then every registered answer hook sees the answers (never the profiles): parts such as
+    attribution, shop catalogs and metrics add to or record them without touching this
+    module. A hook is ``hook(answers, locale)`` in ``app.extensions["formwise_answer_hooks"]``."""
     locale = resolve_locale(options["locale"])
     recommender = current_app.extensions["formwise"]
     answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"])
-    return [{"recommendation_id": str(uuid.uuid4()), **answer} for answer in answers], locale
+    answers = [{"recommendation_id": str(uuid.uuid4()), **answer} for answer in answers]
+    for hook in current_app.extensions.get("formwise_answer_hooks", ()):
+        hook(answers, locale)
+    return answers, locale
 
 
 @blp.route("/recommendations")
