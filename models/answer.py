@@ -42,9 +42,14 @@ class AnswerBuilder:
     def answer(self, batch: ProfileBatch, scored: ScoredBatch, row: int, limit: int = 3, locale: str = "en",
                explain: bool = False) -> dict:
         kb = self.kb
-        recommendations = []
-        for rank, form_index in enumerate(scored.order[row, : min(limit, int(scored.eligible_count[row]))], 1):
-            recommendations.append(self._recommendation(scored, row, int(form_index), rank, locale, explain))
+        ranked = [int(form) for form in scored.order[row, : min(limit, int(scored.eligible_count[row]))]]
+        settings = self.kb.rules["reasons"]
+        terms = self.engine.contribution_terms(
+            scored.features[row], ranked, settings["max_reasons"], settings["min_contribution"]) if ranked else []
+        recommendations = [
+            self._recommendation(scored, row, form_index, rank, locale, explain, terms[rank - 1])
+            for rank, form_index in enumerate(ranked, 1)
+        ]
 
         excluded = []
         for form_index in np.flatnonzero(scored.exclusion_bits[row]):
@@ -101,7 +106,7 @@ class AnswerBuilder:
         }
 
     def _recommendation(self, scored: ScoredBatch, row: int, form_index: int, rank: int, locale: str,
-                        explain: bool) -> dict:
+                        explain: bool, terms: list[tuple[int, int, float]]) -> dict:
         form = self.forms[form_index]
         form_caveats = [
             self._caveat(code, locale)
@@ -117,7 +122,7 @@ class AnswerBuilder:
             "name": form.name,
             "score": round(float(scored.scores[row, form_index]), 4),
             "status": "caution" if scored.caution[row, form_index] else "suitable",
-            "reasons": self._reasons(scored.features[row], form_index, locale),
+            "reasons": self._reasons(terms, locale),
             "caveats": form_caveats,
             "dose": {
                 "elemental_mg_per_day": {"min": int(elemental_min), "max": int(elemental_max)},
@@ -128,12 +133,9 @@ class AnswerBuilder:
             },
         }
 
-    def _reasons(self, features_row: np.ndarray, form_index: int, locale: str) -> list[dict]:
-        settings = self.kb.rules["reasons"]
+    def _reasons(self, terms: list[tuple[int, int, float]], locale: str) -> list[dict]:
         reasons = []
-        for k, m, value in self.engine.contributions(features_row, form_index):
-            if abs(value) < settings["min_contribution"] or len(reasons) >= settings["max_reasons"]:
-                break
+        for k, m, value in terms:
             feature, attribute = FEATURE_NAMES[k], self.engine.attribute_names[m]
             weight_row = self.engine.weight_rows.get((k, m))
             positive = value > 0

@@ -30,7 +30,6 @@ class ScoredBatch:
     """The engine's answer for n profiles, as arrays (forms in knowledge-base order)."""
 
     scores: np.ndarray  # float64 (n, F), after the safety masks
-    utility_terms: np.ndarray | None  # unused placeholder for callers that want raw utility
     exclusion_bits: np.ndarray  # uint8 (n, F); 0 = eligible
     order: np.ndarray  # int (n, F): form positions, best first; eligible ones lead
     eligible_count: np.ndarray  # int (n,)
@@ -87,87 +86,106 @@ class Engine:
         return weights
 
     def _prepare_safety_arrays(self) -> None:
+        """Turn the rules in data/ into lookup tables, so that scoring is a handful of
+        array operations whatever the batch size."""
         kb = self.kb
         forms = kb.forms
+        n_forms, n_answer_caveats = len(forms), len(vocab.ANSWER_CAVEATS)
         self.laxative = np.array([form.laxative for form in forms])
         self.absorption = kb.form_array("absorption")
         self.elemental_fraction = kb.form_array("elemental_fraction")
         self.unit_elemental_mg = kb.form_array("unit_elemental_mg")
-        self.band_upper_edges = np.array([band.egfr_max for band in kb.kidney_bands])
-        band_names = [band.band for band in kb.kidney_bands]
-        self.dialysis_band = band_names.index(kb.rules["kidney"]["dialysis_band"])
-        n_bands, n_forms = len(kb.kidney_bands), len(forms)
-        self.band_excludes = np.zeros((n_bands, n_forms), dtype=bool)
-        self.band_excludes_all = np.zeros(n_bands, dtype=bool)
-        self.band_caveat = np.full(n_bands, -1)
-        for b, band in enumerate(kb.kidney_bands):
-            self.band_excludes_all[b] = band.action == "exclude_all"
+
+        # Kidney bands: rows 0..B-1 are the data's bands, row B is "eGFR unknown".
+        bands = kb.kidney_bands
+        self.band_upper_edges = np.array([band.egfr_max for band in bands])
+        self.dialysis_band = [band.band for band in bands].index(kb.rules["kidney"]["dialysis_band"])
+        self.unknown_band = len(bands)
+        self.band_exclusion_bits = np.zeros((len(bands) + 1, n_forms), dtype=np.uint8)
+        self.band_caveats = np.zeros((len(bands) + 1, n_answer_caveats), dtype=bool)
+        self.band_is_moderate = np.zeros(len(bands) + 1, dtype=bool)
+        for b, band in enumerate(bands):
+            if band.action == "exclude_all":
+                self.band_exclusion_bits[b, :] |= EXCLUSION_BIT[band.caveat or "kidney_impairment_severe"]
             for form_id in band.excluded_forms:
-                self.band_excludes[b, self.form_position[form_id]] = True
+                self.band_exclusion_bits[b, self.form_position[form_id]] |= EXCLUSION_BIT[band.caveat]
             if band.caveat:
-                self.band_caveat[b] = CAVEAT_COLUMN[band.caveat]
-        self.moderate_band = band_names.index(
-            next(band.band for band in kb.kidney_bands if band.caveat == "kidney_impairment_moderate")
-        )
-        self.caveat_severity = np.array(
-            [SEVERITY_RANK[kb.caveats[code].severity] for code in vocab.ANSWER_CAVEATS], dtype=np.int8
-        )
-        self.form_caveat_warning = np.array(
-            [kb.caveats[code].severity != "info" for code in vocab.FORM_CAVEATS]
-        )
-        self.class_severity = np.array(
-            [SEVERITY_RANK[kb.interactions[c].severity] for c in vocab.INTERACTION_CLASSES], dtype=np.int8
-        )
+                self.band_caveats[b, CAVEAT_COLUMN[band.caveat]] = True
+            self.band_is_moderate[b] = band.caveat == "kidney_impairment_moderate"
+        self.band_caveats[self.unknown_band, CAVEAT_COLUMN["kidney_function_unknown"]] = True
+
+        # Caveats and exclusions triggered by profile words (conditions, then goals).
+        words = (*vocab.CONDITIONS, *vocab.GOALS)
+        self.word_caveats = np.zeros((len(words), n_answer_caveats), dtype=np.float32)
+        triggers = {
+            "cramps_evidence_limited": vocab.CRAMP_TRIGGERS,
+            "dose_above_upper_limit_in_studies": vocab.MIGRAINE_TRIGGERS,
+            "myasthenia_gravis": {"conditions": ("myasthenia_gravis",)},
+            "heart_block": {"conditions": ("heart_block",)},
+        }
+        for code, trigger in triggers.items():
+            for word in (*trigger.get("conditions", ()), *trigger.get("goals", ())):
+                self.word_caveats[words.index(word), CAVEAT_COLUMN[code]] = 1.0
         self.gi_exclude_columns = [
             vocab.CONDITIONS.index(condition)
             for condition, rule in kb.gi_rules.items()
             if rule.laxative_forms == "exclude"
         ]
         self.gi_sensitive_columns = [vocab.CONDITIONS.index(c) for c in vocab.GI_SENSITIVE_CONDITIONS]
+        self.laxative_exclusion_bits = np.where(self.laxative, EXCLUSION_BIT["may_worsen_diarrhea"], 0).astype(
+            np.uint8)
 
-        def columns(names, vocabulary):
-            return [vocabulary.index(name) for name in names]
-
-        self.cramp_conditions = columns(vocab.CRAMP_TRIGGERS["conditions"], vocab.CONDITIONS)
-        self.cramp_goals = columns(vocab.CRAMP_TRIGGERS["goals"], vocab.GOALS)
-        self.migraine_conditions = columns(vocab.MIGRAINE_TRIGGERS["conditions"], vocab.CONDITIONS)
-        self.migraine_goals = columns(vocab.MIGRAINE_TRIGGERS["goals"], vocab.GOALS)
+        self.caveat_severity = np.array(
+            [SEVERITY_RANK[kb.caveats[code].severity] for code in vocab.ANSWER_CAVEATS], dtype=np.int8
+        )
+        self.form_caveat_warning = np.array([kb.caveats[code].severity != "info" for code in vocab.FORM_CAVEATS])
+        self.class_severity = np.array(
+            [SEVERITY_RANK[kb.interactions[c].severity] for c in vocab.INTERACTION_CLASSES], dtype=np.int8
+        )
+        # Per-form caveats that depend only on the form.
+        self.static_form_caveats = np.zeros((n_forms, len(vocab.FORM_CAVEATS)), dtype=bool)
+        self.static_form_caveats[:, FORM_CAVEAT_COLUMN["laxative_effect"]] = self.laxative
+        self.static_form_caveats[:, FORM_CAVEAT_COLUMN["low_absorption"]] = (
+            self.absorption < kb.rules["thresholds"]["low_absorption_below"]
+        )
+        # Columns of the answer caveats set straight from one profile column each.
+        self.direct_caveat_columns = [
+            CAVEAT_COLUMN[code]
+            for code in ("consult_clinician", "infant", "child_dose_limit", "pregnancy", "breastfeeding",
+                         "medication_interaction", "medication_unrecognized")
+        ]
+        self.interaction_column = CAVEAT_COLUMN["medication_interaction"]
 
     # -- scoring -------------------------------------------------------------------------
 
     def kidney_band(self, batch: ProfileBatch) -> np.ndarray:
-        """Band index per profile; -1 when eGFR is unknown and there is no dialysis."""
-        known = ~np.isnan(batch.egfr)
-        band = np.full(len(batch), -1, dtype=np.int64)
-        band[known] = np.searchsorted(self.band_upper_edges, batch.egfr[known], side="right")
-        band = np.minimum(band, len(self.band_upper_edges) - 1)
+        """Band row per profile: the data's band, the dialysis band, or unknown_band."""
+        # NaN (unknown) sorts after every edge, so it lands on the extra row.
+        band = np.searchsorted(self.band_upper_edges, batch.egfr, side="right")
+        np.minimum(band, self.unknown_band, out=band)
+        band[np.isnan(batch.egfr)] = self.unknown_band
         band[batch.dialysis] = self.dialysis_band
         return band
 
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         """Scores, masks, caveats and doses for every profile and form, vectorized."""
-        n, n_forms = len(batch), len(self.form_ids)
+        n = len(batch)
         rules = self.kb.rules
+        ages = rules["age_groups"]
         band = self.kidney_band(batch)
-        known_band = band >= 0
-        safe_band = np.where(known_band, band, 0)
-        kidney_moderate = band == self.moderate_band
+        kidney_moderate = self.band_is_moderate[band]
         features = feature_matrix(batch, kidney_moderate, rules)
         utility = features @ self.feature_to_form
         scores = 1.0 / (1.0 + np.exp(-utility))
 
         # ---- hard safety rules: masks applied after scoring --------------------------
-        bits = np.zeros((n, n_forms), dtype=np.uint8)
-        infant = batch.age < rules["age_groups"]["infant_below"]
-        kidney_excludes_all = known_band & self.band_excludes_all[safe_band]
+        infant = batch.age < ages["infant_below"]
+        bits = self.band_exclusion_bits[band]
         bits[infant] |= EXCLUSION_BIT["infant"]
-        bits[kidney_excludes_all] |= EXCLUSION_BIT["kidney_impairment_severe"]
-        listed = known_band[:, None] & self.band_excludes[safe_band]
-        bits[listed] |= EXCLUSION_BIT["kidney_impairment_moderate"]
-        bits[batch.avoid_forms] |= EXCLUSION_BIT["avoided_by_user"]
+        bits |= batch.avoid_forms.view(np.uint8) * EXCLUSION_BIT["avoided_by_user"]
         if self.gi_exclude_columns:
             gi_exclude = batch.conditions[:, self.gi_exclude_columns].any(axis=1)
-            bits[gi_exclude[:, None] & self.laxative[None, :]] |= EXCLUSION_BIT["may_worsen_diarrhea"]
+            bits[gi_exclude] |= self.laxative_exclusion_bits
         gi_sensitive = batch.conditions[:, self.gi_sensitive_columns].any(axis=1)
         scores = self._rank_laxatives_last(scores, bits, gi_sensitive)
 
@@ -176,58 +194,41 @@ class Engine:
         order = np.argsort(np.where(eligible, -scores, np.inf), axis=1, kind="stable")
 
         # ---- caveats -----------------------------------------------------------------
-        caveats = np.zeros((n, len(vocab.ANSWER_CAVEATS)), dtype=bool)
-        caveats[:, CAVEAT_COLUMN["consult_clinician"]] = True
-        band_caveat = np.where(known_band, self.band_caveat[safe_band], -1)
-        for column in np.unique(band_caveat[band_caveat >= 0]):
-            caveats[band_caveat == column, column] = True
-        caveats[:, CAVEAT_COLUMN["kidney_function_unknown"]] = ~known_band
-        caveats[:, CAVEAT_COLUMN["infant"]] = infant
-        caveats[:, CAVEAT_COLUMN["child_dose_limit"]] = (~infant) & (batch.age <= rules["age_groups"]["child_up_to"])
-        caveats[:, CAVEAT_COLUMN["pregnancy"]] = batch.pregnant
-        caveats[:, CAVEAT_COLUMN["breastfeeding"]] = batch.breastfeeding
-        caveats[:, CAVEAT_COLUMN["cramps_evidence_limited"]] = (
-            batch.conditions[:, self.cramp_conditions].any(axis=1) | batch.goals[:, self.cramp_goals].any(axis=1)
-        )
-        caveats[:, CAVEAT_COLUMN["dose_above_upper_limit_in_studies"]] = (
-            batch.conditions[:, self.migraine_conditions].any(axis=1)
-            | batch.goals[:, self.migraine_goals].any(axis=1)
-        )
-        for condition in ("myasthenia_gravis", "heart_block"):  # caveat code == condition word
-            caveats[:, CAVEAT_COLUMN[condition]] = batch.conditions[:, vocab.CONDITIONS.index(condition)]
-        interaction_severity = np.where(
-            batch.interaction_classes, self.class_severity[None, :], np.int8(-1)
-        ).max(axis=1, initial=-1).astype(np.int8)
-        caveats[:, CAVEAT_COLUMN["medication_interaction"]] = interaction_severity >= 0
-        caveats[:, CAVEAT_COLUMN["medication_unrecognized"]] = batch.has_unrecognized_medication
-        severity = np.where(caveats, self.caveat_severity[None, :], np.int8(-1))
-        severity[:, CAVEAT_COLUMN["medication_interaction"]] = np.where(
-            caveats[:, CAVEAT_COLUMN["medication_interaction"]], interaction_severity, -1
-        )
+        words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float32)
+        caveats = (words @ self.word_caveats) > 0
+        caveats |= self.band_caveats[band]
+        interaction_severity = np.where(batch.interaction_classes, self.class_severity, np.int8(-1)).max(
+            axis=1, initial=-1).astype(np.int8)
+        consult, infant_col, child, pregnancy, breastfeeding, interaction, unrecognized = self.direct_caveat_columns
+        caveats[:, consult] = True
+        caveats[:, infant_col] = infant
+        caveats[:, child] = (~infant) & (batch.age <= ages["child_up_to"])
+        caveats[:, pregnancy] = batch.pregnant
+        caveats[:, breastfeeding] = batch.breastfeeding
+        caveats[:, interaction] = interaction_severity >= 0
+        caveats[:, unrecognized] = batch.has_unrecognized_medication
+        severity = np.where(caveats, self.caveat_severity, np.int8(-1))
+        severity[:, self.interaction_column] = interaction_severity
         max_severity = severity.max(axis=1).astype(np.int8)
 
         # ---- dose, capped by the age's supplemental upper limit ------------------------
-        upper_limit = self.kb.upper_limit_by_age[batch.age]
-        start_dose = self.kb.start_dose_by_age[batch.age]
-        units = batch.max_units_per_day.astype(np.float64)
-        unit_cap = np.where(units[:, None] > 0, units[:, None] * self.unit_elemental_mg[None, :], np.inf)
-        elemental_max = np.floor(np.minimum(upper_limit[:, None], unit_cap))
-        elemental_min = np.minimum(start_dose[:, None], elemental_max)
+        upper_limit = self.kb.upper_limit_by_age[batch.age][:, None]
+        start_dose = self.kb.start_dose_by_age[batch.age][:, None]
+        units = batch.max_units_per_day[:, None]
+        unit_cap = np.where(units > 0, units * self.unit_elemental_mg, np.inf)
+        elemental_max = np.floor(np.minimum(upper_limit, unit_cap))
+        elemental_min = np.minimum(start_dose, elemental_max)
         allowed_units = np.where(units > 0, units, rules["thresholds"]["default_max_units_per_day"])
-        units_for_start = np.ceil(start_dose[:, None] / self.unit_elemental_mg[None, :])
 
-        form_caveats = np.zeros((n, n_forms, len(vocab.FORM_CAVEATS)), dtype=bool)
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["laxative_effect"]] = self.laxative[None, :]
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]] = gi_sensitive[:, None] & self.laxative[None, :]
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["low_absorption"]] = (
-            self.absorption < rules["thresholds"]["low_absorption_below"]
-        )[None, :]
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["high_unit_burden"]] = units_for_start > allowed_units[:, None]
+        form_caveats = np.repeat(self.static_form_caveats[None, :, :], n, axis=0)
+        form_caveats[:, :, FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]] = gi_sensitive[:, None] & self.laxative
+        form_caveats[:, :, FORM_CAVEAT_COLUMN["high_unit_burden"]] = (
+            np.ceil(start_dose / self.unit_elemental_mg) > allowed_units
+        )
         caution = kidney_moderate[:, None] | (form_caveats & self.form_caveat_warning).any(axis=2)
 
         return ScoredBatch(
             scores=scores,
-            utility_terms=None,
             exclusion_bits=bits,
             order=order,
             eligible_count=eligible_count,
@@ -267,12 +268,27 @@ class Engine:
 
     def contributions(self, features_row: np.ndarray, form: int) -> list[tuple[int, int, float]]:
         """(feature, attribute, utility contribution) for one profile and form, for the
-        active weight terms, largest magnitude first."""
-        terms = []
-        for k in np.flatnonzero(features_row):
-            for m in np.flatnonzero(self.weights[k]):
-                value = features_row[k] * self.weights[k, m] * self.centred_attributes[form, m]
-                if value != 0.0:
-                    terms.append((int(k), int(m), float(value)))
-        terms.sort(key=lambda term: (-abs(term[2]), term[0], term[1]))
-        return terms
+        active weight terms, largest magnitude first (ties: feature, then attribute order)."""
+        return self.contribution_terms(features_row, (form,))[0]
+
+    def contribution_terms(self, features_row: np.ndarray, forms, limit: int | None = None,
+                           min_abs: float = 0.0) -> list[list[tuple[int, int, float]]]:
+        """contributions() for several forms of one profile, computed together; at most
+        ``limit`` terms per form, each at least ``min_abs`` in magnitude."""
+        active = np.flatnonzero(features_row)
+        # (active features, attributes, forms): feature value x weight x centred attribute
+        terms = (features_row[active, None, None] * self.weights[active, :, None]) * self.centred_attributes.T[
+            None, :, list(forms)]
+        n_attributes = terms.shape[1]
+        flat = terms.reshape(-1, terms.shape[2])
+        ordered = np.argsort(-np.abs(flat), axis=0, kind="stable")[:limit]
+        values = np.take_along_axis(flat, ordered, axis=0)
+        keep = (values != 0.0) & (np.abs(values) >= min_abs)
+        return [
+            [
+                (int(active[index // n_attributes]), int(index % n_attributes), float(value))
+                for index, value in zip(ordered[keep[:, column], column].tolist(),
+                                        values[keep[:, column], column].tolist(), strict=True)
+            ]
+            for column in range(flat.shape[1])
+        ]

@@ -109,21 +109,14 @@ def batch_from_profiles(profiles: list[dict], form_ids: tuple[str, ...], medicin
 def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict) -> np.ndarray:
     """n x len(FEATURE_NAMES), float64: the profile factors the weights act on."""
     ages = rules["age_groups"]
-    n = len(batch)
-    return np.concatenate(
-        [
-            np.ones((n, 1)),
-            batch.conditions,
-            batch.goals,
-            np.column_stack(
-                [
-                    kidney_moderate,
-                    batch.pregnant | batch.breastfeeding,
-                    (batch.age >= ages["infant_below"]) & (batch.age <= ages["child_up_to"]),
-                    batch.age >= ages["older_adult_from"],
-                ]
-            ),
-        ],
-        axis=1,
-        dtype=np.float64,
-    )
+    n_conditions, n_goals = len(vocab.CONDITIONS), len(vocab.GOALS)
+    derived = 1 + n_conditions + n_goals
+    features = np.empty((len(batch), len(FEATURE_NAMES)))
+    features[:, 0] = 1.0
+    features[:, 1 : 1 + n_conditions] = batch.conditions
+    features[:, 1 + n_conditions : derived] = batch.goals
+    features[:, derived] = kidney_moderate
+    features[:, derived + 1] = batch.pregnant | batch.breastfeeding
+    features[:, derived + 2] = (batch.age >= ages["infant_below"]) & (batch.age <= ages["child_up_to"])
+    features[:, derived + 3] = batch.age >= ages["older_adult_from"]
+    return features
