@@ -66,3 +66,9 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
     for part in (recommendations, forms, health):
         api.register_blueprint(part.blp)
     app.register_blueprint(docs.blp)
+
+    # Web shops: the database first; the key check (shops) before the per-key rate limit.
+    from service import catalog, db, events, limits, shops, widget
+
+    for part in (db, shops, limits, catalog, events, widget):
+        part.init_app(app, api)

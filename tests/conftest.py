@@ -3,13 +3,26 @@ recommender and the shared vignettes."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
 from models.recommender import Recommender
 from service import create_app
+
+# Tests never use a developer's database, Redis or key setting, and never write the service's
+# SQLite file into the source tree: a throwaway data folder, inherited by test servers.
+for _setting in ("DATABASE_URL", "REDIS_URL", "FORMWISE_REQUIRE_API_KEY", "FORMWISE_RATE_LIMIT"):
+    os.environ.pop(_setting, None)
+os.environ["FORMWISE_DATA_DIR"] = tempfile.mkdtemp(prefix="formwise-tests-")
+atexit.register(shutil.rmtree, os.environ["FORMWISE_DATA_DIR"], True)
+POSTGRES_URL = os.environ.get("FORMWISE_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
@@ -42,3 +55,51 @@ def load_vignettes() -> list[dict]:
     if not VIGNETTES.is_file():
         return []
     return [json.loads(line) for line in VIGNETTES.read_text().splitlines() if line.strip()]
+
+
+def postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL cannot be used, or None when it can."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect():
+            return None
+    except sa.exc.OperationalError as error:
+        return str(error.orig).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    """The service database, once embedded (SQLite) and once on PostgreSQL (a fresh schema,
+    dropped afterwards); the PostgreSQL case is skipped only when the server is unreachable."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'formwise.db'}"
+        return
+    reason = postgres_unreachable()
+    if reason:
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {reason}")
+    import sqlalchemy as sa
+
+    schema = f"formwise_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def db_app(database_url):
+    """An app on ``database_url`` (migrated on creation), shared by one test module."""
+    from service.db import engine_of
+
+    application = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    yield application
+    engine_of(application).dispose()

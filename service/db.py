@@ -1,0 +1,133 @@
+"""The service's own database: shops, keys, catalogs, attribution ids, outcomes, feedback.
+
+Embedded by default (a SQLite file in ``FORMWISE_DATA_DIR`` or the Flask instance folder,
+nothing to set up); ``DATABASE_URL`` selects PostgreSQL for several hosts. The schema is
+owned by the Alembic migrations in ``service/migrations``: they run on first start and with
+``formwise db upgrade``. It never holds a profile: only ids, shops, products and events."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_FILE_NAME = "formwise.db"
+# A lock id for PostgreSQL so that two hosts starting at once do not migrate twice.
+MIGRATION_LOCK_ID = 740_312_555
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` (what hosting platforms hand out) use psycopg 3,
+    the driver this project installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def database_url_for(app: Flask) -> str:
+    """DATABASE_URL from the app config or the environment, else the embedded SQLite file."""
+    url = app.config.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        return normalize_database_url(url)
+    folder = Path(app.config.get("FORMWISE_DATA_DIR") or os.environ.get("FORMWISE_DATA_DIR") or app.instance_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / SQLITE_FILE_NAME}"
+
+
+def _tune_sqlite(dbapi_connection, _record) -> None:
+    """WAL lets gunicorn workers read while one writes; the busy timeout makes a writer
+    wait for another's lock instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the schema to the newest migration; returns the revision it is at."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    command.upgrade(alembic_config(engine), "head")
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+@functools.cache
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
+
+
+def init_app(app: Flask, api=None) -> None:
+    """Open the database, migrate it on first start, and tell /health/ready about it."""
+    engine = make_engine(database_url_for(app))
+    if current_revision(engine) != head_revision():
+        upgrade(engine)
+    # gunicorn preloads the app and then forks: a child must not reuse the parent's
+    # pooled connections, so the parent leaves the pool empty.
+    engine.dispose()
+    app.extensions["formwise_db"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["formwise_readiness_checks"]["database"] = lambda: check_ready(engine)
+
+
+def check_ready(engine: Engine) -> None:
+    """Raises when the database cannot answer or is behind the code's migrations."""
+    revision = current_revision(engine)
+    if revision != head_revision():
+        raise RuntimeError(f"database schema is at {revision}, the code needs {head_revision()}")
+
+
+def engine_of(app: Flask | None = None) -> Engine:
+    return (app or current_app).extensions["formwise_db"].kw["bind"]
+
+
+@contextlib.contextmanager
+def session_scope() -> Iterator[Session]:
+    """One short transaction: committed when the block ends, rolled back when it raises."""
+    session = current_app.extensions["formwise_db"]()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

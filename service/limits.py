@@ -1,0 +1,79 @@
+"""Rate limits per API key (flask-limiter), so one shop cannot crowd out the others.
+
+Every /v1 call made with a valid key counts against that key's limit
+(``FORMWISE_RATE_LIMIT``, default 600 per minute, over a moving window). Calls without a
+key (open local use) are not limited here. The counts live in memory by default, which is
+per gunicorn worker; with ``REDIS_URL`` they live in Redis, so one limit holds across all
+workers and hosts. A call over the limit gets a 429 problem with ``Retry-After``."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from flask import Flask, request
+from flask_limiter import ApplicationLimit, Limiter
+from limits import parse_many
+
+from service import shops
+
+DEFAULT_RATE_LIMIT = "600/minute"
+
+
+def _setting(app: Flask, name: str, default: str | None = None) -> str | None:
+    return app.config.get(name) or os.environ.get(name) or default
+
+
+def storage_uri(app: Flask) -> str:
+    return _setting(app, "REDIS_URL") or "memory://"
+
+
+def _limited_key() -> str:
+    """The limiter's bucket: the key's hash (not its row id, which repeats across databases
+    that share one Redis)."""
+    record = shops.request_key()
+    return f"key:{record.key_hash[:32]}" if record is not None else "anonymous"
+
+
+def _exempt() -> bool:
+    """Only /v1 calls that carry a valid key are counted; preflights never are."""
+    return not request.path.startswith("/v1/") or request.method == "OPTIONS" or shops.current_shop() is None
+
+
+def _add_limit_headers(limiter: Limiter):
+    def add(response):
+        current = limiter.current_limit
+        if current is None:
+            return response
+        reset_at, remaining = current.window  # when the oldest counted call leaves the window
+        response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+        response.headers["X-RateLimit-Remaining"] = str(max(remaining, 0))
+        response.headers["X-RateLimit-Reset"] = str(math.ceil(reset_at))
+        if response.status_code == 429:
+            response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+        return response
+
+    return add
+
+
+def init_app(app: Flask, api=None) -> None:
+    """Call after service.shops.init_app: the limit is per key, so the key is checked first."""
+    rate_limit = _setting(app, "FORMWISE_RATE_LIMIT", DEFAULT_RATE_LIMIT)
+    limit_text = " and ".join(str(item) for item in parse_many(rate_limit))  # a bad setting stops start-up
+    limiter = Limiter(
+        key_func=_limited_key,
+        application_limits=[ApplicationLimit(
+            rate_limit,
+            exempt_when=_exempt,
+            error_message=f"Too many calls with this API key (the limit is {limit_text}, over a moving window); "
+            "wait for the number of seconds in Retry-After, then try again.",
+        )],
+        storage_uri=storage_uri(app),
+        strategy="moving-window",
+        headers_enabled=False,  # set by _add_limit_headers: Retry-After only on a 429
+        key_prefix="formwise",
+    )
+    limiter.init_app(app)
+    app.after_request(_add_limit_headers(limiter))
+    app.extensions["formwise_limiter"] = limiter

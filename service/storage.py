@@ -1,0 +1,429 @@
+"""The tables and the small functions the rest of the service calls to use them.
+
+Nothing here holds a profile, a condition or a medicine: shops, their origins, hashed keys,
+their products, recommendation ids with shop and time, shop events, and the outcome and
+CDS-feedback records that carry only ids, form ids and codes. Every function opens its own
+short transaction (``service.db.session_scope``) inside the current Flask app context.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from service.db import session_scope
+
+KEY_KINDS = ("publishable", "secret")
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
+CDS_OUTCOMES = ("accepted", "overridden")
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Shop(Base):
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+
+    origins: Mapped[list[ShopOrigin]] = relationship(cascade="all, delete-orphan", order_by="ShopOrigin.origin")
+    keys: Mapped[list[ApiKey]] = relationship(cascade="all, delete-orphan", order_by="ApiKey.id")
+
+
+class ShopOrigin(Base):
+    """A web origin (scheme://host[:port]) whose pages may use the shop's publishable key."""
+
+    __tablename__ = "shop_origins"
+    __table_args__ = (sa.UniqueConstraint("shop_id", "origin"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    origin: Mapped[str] = mapped_column(sa.String(255), index=True)
+
+
+class ApiKey(Base):
+    """Only the key's sha256 is stored; ``prefix`` (its first characters) names it in lists."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.CheckConstraint("kind IN ('publishable', 'secret')", name="api_key_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    prefix: Mapped[str] = mapped_column(sa.String(20), index=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Product(Base):
+    __tablename__ = "products"
+    __table_args__ = (sa.UniqueConstraint("shop_id", "sku"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    sku: Mapped[str] = mapped_column(sa.String(100))
+    name: Mapped[str] = mapped_column(sa.String(300))
+    form: Mapped[str] = mapped_column(sa.String(50))
+    elemental_mg_per_unit: Mapped[float] = mapped_column(sa.Float)
+    units_per_pack: Mapped[int] = mapped_column(sa.Integer)
+    price: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(sa.String(3))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+
+
+class Recommendation(Base):
+    """An answer's id, the shop whose key asked for it, and when: never the profile."""
+
+    __tablename__ = "recommendations"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    shop_id: Mapped[int | None] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+
+
+class Event(Base):
+    """A shop event about one product shown with one answer; ``form`` is the product's form
+    when the event arrived, so a later catalog change does not rewrite history."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.CheckConstraint("type IN ('view', 'click', 'add_to_cart', 'purchase')", name="event_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recommendation_id: Mapped[str] = mapped_column(sa.ForeignKey("recommendations.id", ondelete="CASCADE"),
+                                                   index=True)
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(sa.String(20))
+    sku: Mapped[str] = mapped_column(sa.String(100))
+    form: Mapped[str] = mapped_column(sa.String(50))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+
+
+class Outcome(Base):
+    """How a recommended form worked out for someone (issue 6): ids and ratings only."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (sa.CheckConstraint("helpful IS NULL OR (helpful BETWEEN 1 AND 5)", name="outcome_helpful"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recommendation_id: Mapped[str] = mapped_column(sa.String(36), index=True)
+    form: Mapped[str] = mapped_column(sa.String(50))
+    tolerated: Mapped[bool | None] = mapped_column(sa.Boolean)
+    helpful: Mapped[int | None] = mapped_column(sa.Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+    shop_id: Mapped[int | None] = mapped_column(sa.ForeignKey("shops.id", ondelete="SET NULL"), index=True)
+
+
+class CdsFeedback(Base):
+    """CDS Hooks feedback on one card (issue 5): accepted, or overridden with a reason code."""
+
+    __tablename__ = "cds_feedback"
+    __table_args__ = (sa.CheckConstraint("outcome IN ('accepted', 'overridden')", name="cds_feedback_outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(sa.String(36), index=True)
+    outcome: Mapped[str] = mapped_column(sa.String(20))
+    override_reason_code: Mapped[str | None] = mapped_column(sa.String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+
+
+class NotFoundError(LookupError):
+    """A named shop, key or record does not exist; the message says which."""
+
+
+# ---- shops and keys ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What a request's API key resolves to, detached from any session."""
+
+    key_id: int
+    kind: str
+    prefix: str
+    key_hash: str
+    revoked: bool
+    shop_id: int
+    shop_name: str
+    origins: tuple[str, ...]
+
+
+def add_shop(name: str, origins: list[str], keys: list[tuple[str, str, str]]) -> int:
+    """A new shop with its origins and keys given as (kind, prefix, sha256); returns its id.
+    Raises ValueError when the name is taken."""
+    with session_scope() as session:
+        if session.scalar(sa.select(Shop.id).where(Shop.name == name)) is not None:
+            raise ValueError(f"A shop named '{name}' already exists.")
+        shop = Shop(name=name, origins=[ShopOrigin(origin=origin) for origin in dict.fromkeys(origins)],
+                    keys=[ApiKey(kind=kind, prefix=prefix, key_hash=key_hash) for kind, prefix, key_hash in keys])
+        session.add(shop)
+        session.flush()
+        return shop.id
+
+
+def _shop_by_name(session, name: str) -> Shop:
+    shop = session.scalar(sa.select(Shop).where(Shop.name == name))
+    if shop is None:
+        raise NotFoundError(f"No shop named '{name}'.")
+    return shop
+
+
+def shop_id_by_name(name: str) -> int:
+    with session_scope() as session:
+        return _shop_by_name(session, name).id
+
+
+def list_shops() -> list[dict]:
+    """Every shop with its origins, keys (prefix, kind, revoked or not) and product count."""
+    with session_scope() as session:
+        counts = dict(session.execute(sa.select(Product.shop_id, sa.func.count()).group_by(Product.shop_id)).all())
+        shops = session.scalars(sa.select(Shop).order_by(Shop.name)).all()
+        return [
+            {
+                "shop_id": shop.id,
+                "name": shop.name,
+                "created_at": shop.created_at.isoformat(),
+                "origins": [item.origin for item in shop.origins],
+                "keys": [{"prefix": key.prefix, "kind": key.kind, "active": key.revoked_at is None,
+                          "created_at": key.created_at.isoformat()} for key in shop.keys],
+                "products": counts.get(shop.id, 0),
+            }
+            for shop in shops
+        ]
+
+
+def add_origin(shop_name: str, origin: str) -> bool:
+    """Adds an origin to a shop; False when it was already there."""
+    with session_scope() as session:
+        shop = _shop_by_name(session, shop_name)
+        if origin in {item.origin for item in shop.origins}:
+            return False
+        shop.origins.append(ShopOrigin(origin=origin))
+        return True
+
+
+def remove_origin(shop_name: str, origin: str) -> bool:
+    """Removes an origin from a shop; False when it was not there."""
+    with session_scope() as session:
+        shop = _shop_by_name(session, shop_name)
+        for item in shop.origins:
+            if item.origin == origin:
+                shop.origins.remove(item)
+                return True
+        return False
+
+
+def add_key(shop_id: int, kind: str, prefix: str, key_hash: str) -> None:
+    with session_scope() as session:
+        session.add(ApiKey(shop_id=shop_id, kind=kind, prefix=prefix, key_hash=key_hash))
+
+
+def revoke_key(key_hash: str | None = None, prefix: str | None = None) -> KeyRecord:
+    """Revokes the key with this hash (or, failing that, the one active key with this
+    prefix) and returns it as it was. Raises NotFoundError when none or several match."""
+    with session_scope() as session:
+        query = sa.select(ApiKey).where(ApiKey.revoked_at.is_(None))
+        matches = session.scalars(query.where(ApiKey.key_hash == key_hash)).all() if key_hash else []
+        if not matches and prefix:
+            matches = session.scalars(query.where(ApiKey.prefix == prefix)).all()
+        if len(matches) != 1:
+            raise NotFoundError("No active key matches." if not matches else "Several keys match: give the whole key.")
+        key = matches[0]
+        record = _key_record(session, key)
+        key.revoked_at = utc_now()
+        return record
+
+
+def _key_record(session, key: ApiKey) -> KeyRecord:
+    shop = session.get(Shop, key.shop_id)
+    return KeyRecord(key_id=key.id, kind=key.kind, prefix=key.prefix, key_hash=key.key_hash,
+                     revoked=key.revoked_at is not None, shop_id=shop.id, shop_name=shop.name,
+                     origins=tuple(item.origin for item in shop.origins))
+
+
+def find_key(key_hash: str) -> KeyRecord | None:
+    """The key with this sha256 (revoked ones too, so callers can say so), or None."""
+    with session_scope() as session:
+        key = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == key_hash))
+        return _key_record(session, key) if key is not None else None
+
+
+def origin_registered(origin: str) -> bool:
+    """Whether any shop lists this origin (browser preflights carry no key to look up)."""
+    with session_scope() as session:
+        return session.scalar(sa.select(sa.exists().where(ShopOrigin.origin == origin))) or False
+
+
+# ---- catalog ----------------------------------------------------------------------------
+
+PRODUCT_FIELDS = ("sku", "name", "form", "elemental_mg_per_unit", "units_per_pack", "price", "currency", "url")
+
+
+def _product_dict(product: Product) -> dict:
+    return {
+        "sku": product.sku, "name": product.name, "form": product.form,
+        "elemental_mg_per_unit": product.elemental_mg_per_unit, "units_per_pack": product.units_per_pack,
+        "price": float(product.price), "currency": product.currency, "url": product.url,
+    }
+
+
+def replace_catalog(shop_id: int, products: list[dict]) -> int:
+    """The shop's catalog becomes exactly these validated products; returns how many."""
+    with session_scope() as session:
+        session.execute(sa.delete(Product).where(Product.shop_id == shop_id))
+        session.add_all(Product(shop_id=shop_id, **{name: item[name] for name in PRODUCT_FIELDS})
+                        for item in products)
+        return len(products)
+
+
+def list_products(shop_id: int, forms: list[str] | None = None) -> list[dict]:
+    """The shop's products (only those of ``forms`` when given), by form then sku."""
+    with session_scope() as session:
+        query = sa.select(Product).where(Product.shop_id == shop_id)
+        if forms is not None:
+            query = query.where(Product.form.in_(forms))
+        return [_product_dict(product) for product in session.scalars(query.order_by(Product.form, Product.sku))]
+
+
+def find_product(shop_id: int, sku: str) -> dict | None:
+    with session_scope() as session:
+        product = session.scalar(sa.select(Product).where(Product.shop_id == shop_id, Product.sku == sku))
+        return _product_dict(product) if product is not None else None
+
+
+# ---- attribution ------------------------------------------------------------------------
+
+
+def record_recommendations(recommendation_ids: list[str], shop_id: int | None) -> None:
+    """Stores each answer's id with the shop and the time: ids only, never a profile."""
+    if not recommendation_ids:
+        return
+    now = utc_now()
+    with session_scope() as session:
+        session.execute(sa.insert(Recommendation),
+                        [{"id": rid, "shop_id": shop_id, "created_at": now} for rid in recommendation_ids])
+
+
+def recommendation_shop(recommendation_id: str) -> tuple[bool, int | None]:
+    """(whether the id was stored, the shop it was answered for)."""
+    with session_scope() as session:
+        row = session.execute(sa.select(Recommendation.shop_id).where(Recommendation.id == recommendation_id)).first()
+        return (row is not None, row[0] if row is not None else None)
+
+
+def record_event(shop_id: int, recommendation_id: str, event_type: str, sku: str, form: str) -> int:
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
+    with session_scope() as session:
+        event = Event(shop_id=shop_id, recommendation_id=recommendation_id, type=event_type, sku=sku, form=form)
+        session.add(event)
+        session.flush()
+        return event.id
+
+
+def conversion_counts(shop_id: int) -> dict:
+    """Event counts for a shop: ``recommendations`` (answers served with its keys) and
+    ``products``: one row per (form, sku) with the product's current name and a count per
+    event type."""
+    with session_scope() as session:
+        served = session.scalar(sa.select(sa.func.count()).select_from(Recommendation)
+                                .where(Recommendation.shop_id == shop_id))
+        rows = session.execute(
+            sa.select(Event.form, Event.sku, Event.type, sa.func.count())
+            .where(Event.shop_id == shop_id)
+            .group_by(Event.form, Event.sku, Event.type)
+        ).all()
+        names = dict(session.execute(sa.select(Product.sku, Product.name).where(Product.shop_id == shop_id)).all())
+    products: dict[tuple[str, str], dict] = {}
+    for form, sku, event_type, count in rows:
+        entry = products.setdefault((form, sku), {"form": form, "sku": sku, "name": names.get(sku, ""),
+                                                  **dict.fromkeys(EVENT_TYPES, 0)})
+        entry[event_type] = count
+    return {"recommendations": served, "products": [products[key] for key in sorted(products)]}
+
+
+# ---- outcomes (issue 6) and CDS feedback (issue 5) ---------------------------------------
+
+
+def record_outcome(recommendation_id: str, form: str, tolerated: bool | None = None, helpful: int | None = None,
+                   shop_id: int | None = None) -> int:
+    """Stores how a recommended form worked out, and returns the record's id.
+
+    ``recommendation_id`` is the answer's id (a uuid string; it need not be stored in
+    ``recommendations``, answers made without a shop key are not), ``form`` a form id the
+    caller has checked against the knowledge base, ``tolerated`` true/false/None (unknown),
+    ``helpful`` 1 (not at all) to 5 (very) or None, ``shop_id`` the reporting shop or None.
+    No profile data: the caller must not pass anything else about the person. Raises
+    ValueError for a malformed id or a rating out of range."""
+    uuid.UUID(recommendation_id)
+    if helpful is not None and (isinstance(helpful, bool) or not isinstance(helpful, int) or not 1 <= helpful <= 5):
+        raise ValueError("helpful must be a whole number from 1 to 5, or None")
+    if tolerated is not None and not isinstance(tolerated, bool):
+        raise ValueError("tolerated must be true, false or None")
+    with session_scope() as session:
+        outcome = Outcome(recommendation_id=recommendation_id, form=form, tolerated=tolerated, helpful=helpful,
+                          shop_id=shop_id)
+        session.add(outcome)
+        session.flush()
+        return outcome.id
+
+
+def list_outcomes(shop_id: int | None = None) -> list[dict]:
+    """Every stored outcome, oldest first (only one shop's when ``shop_id`` is given), as
+    dicts with id, recommendation_id, form, tolerated, helpful, created_at (a timezone-aware
+    datetime) and shop_id."""
+    with session_scope() as session:
+        query = sa.select(Outcome).order_by(Outcome.id)
+        if shop_id is not None:
+            query = query.where(Outcome.shop_id == shop_id)
+        return [
+            {"id": item.id, "recommendation_id": item.recommendation_id, "form": item.form,
+             "tolerated": item.tolerated, "helpful": item.helpful, "created_at": _aware(item.created_at),
+             "shop_id": item.shop_id}
+            for item in session.scalars(query)
+        ]
+
+
+def record_cds_feedback(card_uuid: str, outcome: str, override_reason_code: str | None = None) -> int:
+    """Stores CDS Hooks feedback on one card and returns the record's id.
+
+    ``card_uuid`` is the card's uuid as sent in the card, ``outcome`` ``accepted`` or
+    ``overridden``, ``override_reason_code`` the code of the chosen override reason (only
+    with ``overridden``; None otherwise). Raises ValueError for anything else."""
+    uuid.UUID(card_uuid)
+    if outcome not in CDS_OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(CDS_OUTCOMES)}")
+    if override_reason_code is not None and outcome != "overridden":
+        raise ValueError("override_reason_code is only given with outcome 'overridden'")
+    with session_scope() as session:
+        feedback = CdsFeedback(card_uuid=card_uuid, outcome=outcome, override_reason_code=override_reason_code)
+        session.add(feedback)
+        session.flush()
+        return feedback.id
+
+
+def list_cds_feedback() -> list[dict]:
+    """Every stored CDS feedback record, oldest first."""
+    with session_scope() as session:
+        return [
+            {"id": item.id, "card_uuid": item.card_uuid, "outcome": item.outcome,
+             "override_reason_code": item.override_reason_code, "created_at": _aware(item.created_at)}
+            for item in session.scalars(sa.select(CdsFeedback).order_by(CdsFeedback.id))
+        ]
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands datetimes back without their zone; they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
