@@ -126,12 +126,14 @@ class Engine:
         for code, trigger in triggers.items():
             for word in (*trigger.get("conditions", ()), *trigger.get("goals", ())):
                 self.word_caveats[words.index(word), CAVEAT_COLUMN[code]] = 1.0
-        self.gi_exclude_columns = [
-            vocab.CONDITIONS.index(condition)
-            for condition, rule in kb.gi_rules.items()
-            if rule.laxative_forms == "exclude"
-        ]
-        self.gi_sensitive_columns = [vocab.CONDITIONS.index(c) for c in vocab.GI_SENSITIVE_CONDITIONS]
+        # Two more columns after the caveats: "laxatives excluded" and "GI-sensitive" (rule 5).
+        gi_columns = np.zeros((len(words), 2), dtype=np.float32)
+        for condition, rule in kb.gi_rules.items():
+            if rule.laxative_forms == "exclude":
+                gi_columns[words.index(condition), 0] = 1.0
+        for condition in vocab.GI_SENSITIVE_CONDITIONS:
+            gi_columns[words.index(condition), 1] = 1.0
+        self.word_triggers = np.concatenate([self.word_caveats, gi_columns], axis=1)
         self.laxative_exclusion_bits = np.where(self.laxative, EXCLUSION_BIT["may_worsen_diarrhea"], 0).astype(
             np.uint8)
 
@@ -148,6 +150,9 @@ class Engine:
         self.static_form_caveats[:, FORM_CAVEAT_COLUMN["low_absorption"]] = (
             self.absorption < kb.rules["thresholds"]["low_absorption_below"]
         )
+        self.static_caution = (self.static_form_caveats & self.form_caveat_warning).any(axis=1)
+        # Per age (0..120): units needed for the starting dose, per form (NaN: no dose).
+        self.units_for_start_by_age = np.ceil(kb.start_dose_by_age[:, None] / self.unit_elemental_mg)
         # Columns of the answer caveats set straight from one profile column each.
         self.direct_caveat_columns = [
             CAVEAT_COLUMN[code]
@@ -176,17 +181,18 @@ class Engine:
         kidney_moderate = self.band_is_moderate[band]
         features = feature_matrix(batch, kidney_moderate, rules)
         utility = features @ self.feature_to_form
-        scores = 1.0 / (1.0 + np.exp(-utility))
+        # logistic, in place: 1 / (1 + e^-u)
+        scores = np.reciprocal(np.exp(np.negative(utility, out=utility), out=utility) + 1.0)
 
         # ---- hard safety rules: masks applied after scoring --------------------------
+        words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float32)
+        word_hits = (words @ self.word_triggers) > 0
+        gi_exclude, gi_sensitive = word_hits[:, -2], word_hits[:, -1]
         infant = batch.age < ages["infant_below"]
         bits = self.band_exclusion_bits[band]
         bits[infant] |= EXCLUSION_BIT["infant"]
         bits |= batch.avoid_forms.view(np.uint8) * EXCLUSION_BIT["avoided_by_user"]
-        if self.gi_exclude_columns:
-            gi_exclude = batch.conditions[:, self.gi_exclude_columns].any(axis=1)
-            bits[gi_exclude] |= self.laxative_exclusion_bits
-        gi_sensitive = batch.conditions[:, self.gi_sensitive_columns].any(axis=1)
+        bits[gi_exclude] |= self.laxative_exclusion_bits
         scores = self._rank_laxatives_last(scores, bits, gi_sensitive)
 
         eligible = bits == 0
@@ -194,8 +200,7 @@ class Engine:
         order = np.argsort(np.where(eligible, -scores, np.inf), axis=1, kind="stable")
 
         # ---- caveats -----------------------------------------------------------------
-        words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float32)
-        caveats = (words @ self.word_caveats) > 0
+        caveats = word_hits[:, :-2]
         caveats |= self.band_caveats[band]
         interaction_severity = np.where(batch.interaction_classes, self.class_severity, np.int8(-1)).max(
             axis=1, initial=-1).astype(np.int8)
@@ -219,13 +224,18 @@ class Engine:
         elemental_max = np.floor(np.minimum(upper_limit, unit_cap))
         elemental_min = np.minimum(start_dose, elemental_max)
         allowed_units = np.where(units > 0, units, rules["thresholds"]["default_max_units_per_day"])
+        high_unit_burden = self.units_for_start_by_age[batch.age] > allowed_units
+        worsens_diarrhea = gi_sensitive[:, None] & self.laxative
 
-        form_caveats = np.repeat(self.static_form_caveats[None, :, :], n, axis=0)
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]] = gi_sensitive[:, None] & self.laxative
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["high_unit_burden"]] = (
-            np.ceil(start_dose / self.unit_elemental_mg) > allowed_units
-        )
-        caution = kidney_moderate[:, None] | (form_caveats & self.form_caveat_warning).any(axis=2)
+        form_caveats = np.empty((n, len(self.form_ids), len(vocab.FORM_CAVEATS)), dtype=bool)
+        form_caveats[...] = self.static_form_caveats
+        form_caveats[:, :, FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]] = worsens_diarrhea
+        form_caveats[:, :, FORM_CAVEAT_COLUMN["high_unit_burden"]] = high_unit_burden
+        caution = kidney_moderate[:, None] | self.static_caution
+        if self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]:
+            caution |= worsens_diarrhea
+        if self.form_caveat_warning[FORM_CAVEAT_COLUMN["high_unit_burden"]]:
+            caution |= high_unit_burden
 
         return ScoredBatch(
             scores=scores,
@@ -245,23 +255,24 @@ class Engine:
     def _rank_laxatives_last(self, scores: np.ndarray, bits: np.ndarray, gi_sensitive: np.ndarray) -> np.ndarray:
         """Safety rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form
         is ranked first. Eligible laxative forms are scaled (keeping their order) to score
-        below the best eligible non-laxative form; with none, they are excluded."""
-        if not gi_sensitive.any():
+        below the best eligible non-laxative form; with none, they are excluded. Only the
+        GI-sensitive rows are touched."""
+        rows = np.flatnonzero(gi_sensitive)
+        if rows.size == 0:
             return scores
-        eligible = bits == 0
-        laxative_ok = eligible & self.laxative[None, :] & gi_sensitive[:, None]
-        rows = laxative_ok.any(axis=1)
-        if not rows.any():
-            return scores
+        row_scores, row_bits = scores[rows], bits[rows]
+        eligible = row_bits == 0
+        laxative_ok = eligible & self.laxative
+        best_other = np.where(eligible & ~self.laxative, row_scores, -np.inf).max(axis=1)
+        best_laxative = np.where(laxative_ok, row_scores, -np.inf).max(axis=1)
+        no_other = np.isneginf(best_other)
+        row_bits[no_other[:, None] & laxative_ok] |= EXCLUSION_BIT["may_worsen_diarrhea"]
+        bits[rows] = row_bits
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(no_other | np.isneginf(best_laxative), 1.0,
+                              np.minimum(1.0, 0.99 * best_other / best_laxative))
         scores = scores.copy()
-        best_other = np.where(eligible & ~self.laxative[None, :], scores, -np.inf).max(axis=1)
-        best_laxative = np.where(laxative_ok, scores, -np.inf).max(axis=1)
-        no_other = rows & np.isneginf(best_other)
-        bits[no_other[:, None] & laxative_ok] |= EXCLUSION_BIT["may_worsen_diarrhea"]
-        demote = rows & ~no_other
-        factor = np.ones(len(scores))
-        factor[demote] = np.minimum(1.0, 0.99 * best_other[demote] / best_laxative[demote])
-        scores[laxative_ok] *= np.broadcast_to(factor[:, None], scores.shape)[laxative_ok]
+        scores[rows] = np.where(laxative_ok, row_scores * factor[:, None], row_scores)
         return scores
 
     # -- explanations ---------------------------------------------------------------------
