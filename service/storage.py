@@ -254,10 +254,19 @@ def _key_record(session, key: ApiKey) -> KeyRecord:
 
 
 def find_key(key_hash: str) -> KeyRecord | None:
-    """The key with this sha256 (revoked ones too, so callers can say so), or None."""
+    """The key with this sha256 (revoked ones too, so callers can say so), or None. On every
+    keyed request, so plain rows rather than ORM objects."""
     with session_scope() as session:
-        key = session.scalar(sa.select(ApiKey).where(ApiKey.key_hash == key_hash))
-        return _key_record(session, key) if key is not None else None
+        row = session.execute(
+            sa.select(ApiKey.id, ApiKey.kind, ApiKey.prefix, ApiKey.key_hash, ApiKey.revoked_at, Shop.id, Shop.name)
+            .join(Shop, Shop.id == ApiKey.shop_id).where(ApiKey.key_hash == key_hash)
+        ).first()
+        if row is None:
+            return None
+        key_id, kind, prefix, stored_hash, revoked_at, shop_id, shop_name = row
+        origins = session.scalars(sa.select(ShopOrigin.origin).where(ShopOrigin.shop_id == shop_id)).all()
+        return KeyRecord(key_id=key_id, kind=kind, prefix=prefix, key_hash=stored_hash, revoked=revoked_at is not None,
+                         shop_id=shop_id, shop_name=shop_name, origins=tuple(origins))
 
 
 def origin_registered(origin: str) -> bool:
@@ -271,12 +280,13 @@ def origin_registered(origin: str) -> bool:
 PRODUCT_FIELDS = ("sku", "name", "form", "elemental_mg_per_unit", "units_per_pack", "price", "currency", "url")
 
 
-def _product_dict(product: Product) -> dict:
-    return {
-        "sku": product.sku, "name": product.name, "form": product.form,
-        "elemental_mg_per_unit": product.elemental_mg_per_unit, "units_per_pack": product.units_per_pack,
-        "price": float(product.price), "currency": product.currency, "url": product.url,
-    }
+PRODUCT_COLUMNS = tuple(getattr(Product, name) for name in PRODUCT_FIELDS)
+
+
+def _product_dict(row) -> dict:
+    product = dict(zip(PRODUCT_FIELDS, row, strict=True))
+    product["price"] = float(product["price"])
+    return product
 
 
 def replace_catalog(shop_id: int, products: list[dict]) -> int:
@@ -291,16 +301,16 @@ def replace_catalog(shop_id: int, products: list[dict]) -> int:
 def list_products(shop_id: int, forms: list[str] | None = None) -> list[dict]:
     """The shop's products (only those of ``forms`` when given), by form then sku."""
     with session_scope() as session:
-        query = sa.select(Product).where(Product.shop_id == shop_id)
+        query = sa.select(*PRODUCT_COLUMNS).where(Product.shop_id == shop_id)
         if forms is not None:
             query = query.where(Product.form.in_(forms))
-        return [_product_dict(product) for product in session.scalars(query.order_by(Product.form, Product.sku))]
+        return [_product_dict(row) for row in session.execute(query.order_by(Product.form, Product.sku))]
 
 
 def find_product(shop_id: int, sku: str) -> dict | None:
     with session_scope() as session:
-        product = session.scalar(sa.select(Product).where(Product.shop_id == shop_id, Product.sku == sku))
-        return _product_dict(product) if product is not None else None
+        row = session.execute(sa.select(*PRODUCT_COLUMNS).where(Product.shop_id == shop_id, Product.sku == sku)).first()
+        return _product_dict(row) if row is not None else None
 
 
 # ---- attribution ------------------------------------------------------------------------
