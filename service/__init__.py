@@ -68,7 +68,7 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
     app.register_blueprint(docs.blp)
 
     # Web shops: the database first; the key check (shops) before the per-key rate limit.
-    from service import catalog, db, events, limits, shops, widget
+    from service import catalog, db, events, feedback, limits, shops, widget
 
-    for part in (db, shops, limits, catalog, events, widget):
+    for part in (db, shops, limits, catalog, events, feedback, widget):
         part.init_app(app, api)

@@ -155,7 +155,7 @@ def _register_optional_commands():
     """Commands that live in their own modules, registered when importable."""
     import importlib
 
-    for module_name in ("service.score_command", "service.shops_command"):
+    for module_name in ("service.score_command", "service.shops_command", "service.train_command"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:
