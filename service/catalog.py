@@ -29,7 +29,7 @@ from service.errors import flatten_messages, problem, problem_body, problem_from
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import StrictInteger, StrictNumber, StrictSchema
-from service.shops import current_shop, require_shop
+from service.shops import SHOP_KEY_SECURITY, current_shop, require_shop
 
 blp = Blueprint("catalog", __name__, url_prefix="/v1", description="A shop's products (needs its secret key).")
 
@@ -223,7 +223,7 @@ CSV_EXAMPLE = ("sku,name,form,elemental_mg_per_unit,units_per_pack,price,currenc
 
 @blp.route("/catalog")
 class Catalog(MethodView):
-    @blp.doc(requestBody={
+    @blp.doc(security=SHOP_KEY_SECURITY, requestBody={
         "required": True,
         "content": {
             "text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE},
@@ -234,6 +234,8 @@ class Catalog(MethodView):
     @blp.alt_response(200, schema=CatalogUploadSchema, success=True,
                       description="The good rows replaced the catalog; bad rows are listed in errors.")
     @blp.alt_response(422, description="Every row was bad (the catalog is unchanged), or the upload is unreadable.")
+    @blp.alt_response(401, description="No key, or an unknown or revoked key.")
+    @blp.alt_response(403, description="Not the shop's secret key.")
     def put(self):
         """Replace the shop's catalog (secret key): CSV with a header row, or JSON.
 
@@ -260,7 +262,10 @@ class Catalog(MethodView):
             return problem_from_body(body)
         return json_response(summary)
 
+    @blp.doc(security=SHOP_KEY_SECURITY)
     @blp.alt_response(200, schema=CatalogListSchema, success=True, description="The shop's products.")
+    @blp.alt_response(401, description="No key, or an unknown or revoked key.")
+    @blp.alt_response(403, description="Not the shop's secret key.")
     def get(self):
         """The shop's catalog as stored (secret key)."""
         refused = require_shop("secret")

@@ -18,7 +18,7 @@ from service.errors import problem_from_body, validation_problem_body
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import StrictSchema
-from service.shops import current_shop, require_shop
+from service.shops import SHOP_KEY_SECURITY, current_shop, require_shop
 
 blp = Blueprint("events", __name__, url_prefix="/v1", description="Shop events for attribution (needs a shop key).")
 SERVER_ONLY_EVENTS = ("purchase",)
@@ -46,8 +46,11 @@ def _field_problem(field: str, message: str):
 
 @blp.route("/events")
 class Events(MethodView):
+    @blp.doc(security=SHOP_KEY_SECURITY)
     @blp.arguments(EventSchema)
     @blp.alt_response(201, schema=EventResponseSchema, success=True, description="The event was recorded.")
+    @blp.alt_response(401, description="No key, or an unknown or revoked key.")
+    @blp.alt_response(403, description="A purchase sent without the secret key, or a key used from the wrong origin.")
     def post(self, event):
         """Record a view, click, add_to_cart or purchase of a product shown with an answer.
 

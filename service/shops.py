@@ -240,9 +240,20 @@ def add_cors_headers(response):
     return response
 
 
+SECURITY_SCHEME = "ApiKey"
+# For the endpoints that always belong to a shop: @blp.doc(security=SHOP_KEY_SECURITY).
+SHOP_KEY_SECURITY = [{SECURITY_SCHEME: []}]
+
+
 def init_app(app: Flask, api=None) -> None:
     """Preflight first, then the key check; runs before the rate limiter (service.limits),
     which counts per key."""
+    if api is not None:
+        api.spec.components.security_scheme(SECURITY_SCHEME, {
+            "type": "apiKey", "in": "header", "name": KEY_HEADER,
+            "description": "A shop's key: publishable (pk_...) from its web pages, secret (sk_...) from its server. "
+            "Needed by every /v1 call when the server sets FORMWISE_REQUIRE_API_KEY=1.",
+        })
     app.before_request(answer_preflight)
     app.before_request(authenticate)
     app.after_request(add_cors_headers)
