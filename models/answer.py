@@ -1,16 +1,65 @@
 """Turn a ScoredBatch into the contract's answer objects (plain dicts, ready for JSON).
 
-Only presentation happens here: every decision was made by the engine's arrays."""
+Only presentation happens here: every decision was made by the engine's arrays. With
+``explain`` an answer also shows where each score comes from (an additive breakdown), the
+evidence grade and citation behind each reason, and the dose in tablets or capsules; with a
+medicine schedule it carries the timing plan of models/timing.py."""
 
 from __future__ import annotations
 
+import math
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 
+from data import DATA_DIR
 from models import vocabulary as vocab
 from models.engine import EXCLUSION_BIT, Engine, ScoredBatch
 from models.features import FEATURE_NAMES, ProfileBatch
+from models.knowledge import EVIDENCE_GRADES, KnowledgeBaseError, _choice, _read_csv
+from models.timing import TimingPlanner
 
 SEVERITY_ORDER = {name: i for i, name in enumerate(vocab.SEVERITIES)}
+# logistic(0): the score of a form with average attributes when no profile factor applies.
+SCORE_BASELINE = 0.5
+CONTRIBUTION_PLACES = 6
+SCORE_PLACES = 4
+EXPLANATION_METHOD = (
+    "score = 0.5 + the sum of the contributions. Each weight x attribute term contributes its utility "
+    "times the average slope of the logistic curve between utility 0 and the form's total utility, "
+    "that is (score before safety rules - 0.5) x term utility / total utility; a change a safety rule "
+    "makes after scoring is a contribution of its own."
+)
+SOURCE_GRADES_PATH = DATA_DIR / "source_grades.csv"
+
+
+@cache
+def load_source_grades(path: Path = SOURCE_GRADES_PATH) -> dict[str, tuple[str, str]]:
+    """source id -> (evidence grade A-D, study design): the grade a reason carries when no
+    form-specific evidence row grades it (data/source_grades.csv)."""
+    grades = {}
+    for row, record in _read_csv(path, ("source", "grade", "design")):
+        if record["source"] in grades:
+            raise KnowledgeBaseError(path, row, "source", f"duplicate source '{record['source']}'")
+        grades[record["source"]] = (_choice(path, row, record, "grade", EVIDENCE_GRADES), record["design"])
+    return grades
+
+
+def apportion(values: list[float], total: float, places: int = CONTRIBUTION_PLACES) -> list[float]:
+    """``values`` rounded to ``places`` so that they add up to ``total`` (itself given to
+    ``places`` or fewer): the rounding difference goes, one unit at a time, to the largest
+    values first."""
+    if not values:
+        return []
+    scale = 10**places
+    units = [round(value * scale) for value in values]
+    difference = round(total * scale) - sum(units)
+    order = sorted(range(len(values)), key=lambda i: -abs(values[i]))
+    step = 1 if difference > 0 else -1
+    for i in range(abs(difference)):
+        units[order[i % len(order)]] += step
+    return [unit / scale for unit in units]
 
 
 def factor_label(feature: str, attribute: str) -> str:
@@ -27,6 +76,8 @@ class AnswerBuilder:
         self.engine = engine
         self.kb = engine.kb
         self.forms = self.kb.forms
+        self.source_grades = load_source_grades()
+        self.timing = TimingPlanner(self.kb, engine.medicines)
 
     def _caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
         caveat = self.kb.caveats[code]
@@ -36,11 +87,13 @@ class AnswerBuilder:
         return item
 
     def answers(self, batch: ProfileBatch, scored: ScoredBatch, limit: int = 3, locale: str = "en",
-                explain: bool = False) -> list[dict]:
-        return [self.answer(batch, scored, row, limit, locale, explain) for row in range(len(batch))]
+                explain: bool = False, schedule: dict | None = None, waking_hours: dict | None = None) -> list[dict]:
+        return [self.answer(batch, scored, row, limit, locale, explain, schedule, waking_hours)
+                for row in range(len(batch))]
 
     def answer(self, batch: ProfileBatch, scored: ScoredBatch, row: int, limit: int = 3, locale: str = "en",
-               explain: bool = False) -> dict:
+               explain: bool = False, schedule: dict | None = None, waking_hours: dict | None = None) -> dict:
+        """One contract answer. ``schedule`` ({medicine: "HH:MM" or [times]}) adds ``timing``."""
         kb = self.kb
         ranked = [int(form) for form in scored.order[row, : min(limit, int(scored.eligible_count[row]))]]
         settings = self.kb.rules["reasons"]
@@ -91,7 +144,7 @@ class AnswerBuilder:
                     }
                 )
 
-        return {
+        answer = {
             "knowledge_base_version": kb.version,
             "model_version": self.engine.model_version,
             "max_severity": vocab.SEVERITIES[scored.max_severity[row]],
@@ -104,6 +157,11 @@ class AnswerBuilder:
             else [],
             "disclaimer": kb.texts["disclaimer"].get(locale) or kb.texts["disclaimer"][vocab.DEFAULT_LOCALE],
         }
+        if schedule is not None:
+            recognized = batch.recognized_medications[row] if batch.recognized_medications else []
+            times = {name: [value] if isinstance(value, str) else list(value) for name, value in schedule.items()}
+            answer["timing"] = self.timing.plan(recognized, times, waking_hours, locale)
+        return answer
 
     def _recommendation(self, scored: ScoredBatch, row: int, form_index: int, rank: int, locale: str,
                         explain: bool, terms: list[tuple[int, int, float]]) -> dict:
@@ -116,11 +174,11 @@ class AnswerBuilder:
         elemental_min = float(scored.elemental_min[row, form_index])
         elemental_max = float(scored.elemental_max[row, form_index])
         fraction = self.engine.elemental_fraction[form_index]
-        return {
+        recommendation = {
             "rank": rank,
             "form": form.id,
             "name": form.name,
-            "score": round(float(scored.scores[row, form_index]), 4),
+            "score": round(float(scored.scores[row, form_index]), SCORE_PLACES),
             "status": "caution" if scored.caution[row, form_index] else "suitable",
             "reasons": self._reasons(terms, locale),
             "caveats": form_caveats,
@@ -132,6 +190,81 @@ class AnswerBuilder:
                 },
             },
         }
+        if explain:
+            for reason, (k, m, _) in zip(recommendation["reasons"], terms, strict=True):
+                weight_row = self.engine.weight_rows.get((k, m))
+                reason["evidence"] = self._evidence(form_index, m, weight_row.source if weight_row else None)
+            recommendation["dose"]["units_per_day"] = self._units_per_day(form_index, elemental_min, elemental_max)
+            recommendation["explanation"] = self._explanation(scored, row, form_index, recommendation["score"])
+        return recommendation
+
+    # -- explanations ---------------------------------------------------------------------
+
+    def _explanation(self, scored: ScoredBatch, row: int, form_index: int, reported_score: float) -> dict:
+        """The score as baseline + contributions that add up to it exactly (to the places shown)."""
+        features_row = scored.features[row]
+        utility = float(features_row @ self.engine.feature_to_form[:, form_index])
+        before_rules = 1.0 / (1.0 + math.exp(-utility))
+        terms = self.engine.contribution_terms(features_row, [form_index])[0]
+        total = sum(value for _, _, value in terms)
+        shares = [(before_rules - SCORE_BASELINE) * value / total if total else 0.0 for _, _, value in terms]
+        items = []
+        for (k, m, value), share in zip(terms, shares, strict=True):
+            feature, attribute = FEATURE_NAMES[k], self.engine.attribute_names[m]
+            weight_row = self.engine.weight_rows.get((k, m))
+            items.append({
+                "kind": "term",
+                "factor": factor_label(feature, attribute),
+                "attribute": attribute,
+                "weight": float(self.engine.weights[k, m]),
+                "attribute_vs_average": round(float(self.engine.centred_attributes[form_index, m]), 4),
+                "utility": round(value, CONTRIBUTION_PLACES),
+                "score": share,
+                "source": weight_row.source if weight_row is not None else None,
+            })
+        # The one change the engine makes after scoring: safety rule 5 scales laxative forms
+        # below the best non-laxative form (Engine._rank_laxatives_last).
+        adjustment = float(scored.scores[row, form_index]) - (before_rules if total else SCORE_BASELINE)
+        if abs(adjustment) >= 0.5 * 10**-CONTRIBUTION_PLACES:
+            items.append({"kind": "safety_rule", "factor": "rank_laxatives_below_others",
+                          "attribute": None, "weight": None, "attribute_vs_average": None, "utility": None,
+                          "score": adjustment, "source": None})
+        for item, value in zip(items, apportion([item["score"] for item in items],
+                                                 reported_score - SCORE_BASELINE), strict=True):
+            item["score"] = value
+        return {"baseline": SCORE_BASELINE, "utility": round(utility, CONTRIBUTION_PLACES),
+                "score_before_safety_rules": round(before_rules, CONTRIBUTION_PLACES),
+                "method": EXPLANATION_METHOD, "contributions": items}
+
+    def _evidence(self, form_index: int, attribute_column: int, weight_source: str | None) -> dict | None:
+        """The evidence behind one reason: the form's own evidence row for a goal when there
+        is one (its grade and source), else the source of the form's attribute value, else
+        the weight's source, graded by data/source_grades.csv."""
+        form = self.forms[form_index]
+        attribute = self.engine.attribute_names[attribute_column]
+        grade = None
+        if attribute.startswith("evidence_"):
+            evidence = form.evidence.get(attribute.removeprefix("evidence_"))
+            source, grade = (evidence.source, evidence.grade) if evidence else (weight_source, None)
+        else:
+            source = form.attributes[attribute].source if attribute in form.attributes else weight_source
+        if source is None:
+            return None
+        design = self.source_grades.get(source, (None, None))
+        citation = self.kb.citations[source]
+        return {"grade": grade or design[0], "design": design[1], "source": source, "title": citation.title,
+                "year": citation.year, "url": citation.url}
+
+    def _units_per_day(self, form_index: int, elemental_min: float, elemental_max: float) -> list[dict]:
+        """The daily dose in the form's typical unit (tablet, capsule or 5 mL) from the data:
+        at least enough units for the lower dose, never more than the upper one allows."""
+        form = self.forms[form_index]
+        unit = form.attributes["unit_elemental_mg"]
+        most = math.floor(elemental_max / unit.value + 1e-9)
+        fewest = min(math.ceil(elemental_min / unit.value - 1e-9), most)
+        return [{"unit_elemental_mg": unit.value,
+                 "unit_compound_mg": round(unit.value / self.engine.elemental_fraction[form_index]),
+                 "min": fewest, "max": most, "fits_dose": most >= 1, "note": unit.note, "source": unit.source}]
 
     def _reasons(self, terms: list[tuple[int, int, float]], locale: str) -> list[dict]:
         reasons = []

@@ -54,12 +54,13 @@ class Recommender:
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         return self.engine.score(batch)
 
-    def recommend(self, profiles: list[dict], limit: int = 3, locale: str = "en", explain: bool = False) -> list[dict]:
-        """One answer per validated profile, in order."""
+    def recommend(self, profiles: list[dict], limit: int = 3, locale: str = "en", explain: bool = False,
+                  schedule: dict | None = None, waking_hours: dict | None = None) -> list[dict]:
+        """One answer per validated profile, in order; a medicine ``schedule`` adds a timing plan."""
         if not profiles:
             return []
         batch = self.batch(profiles)
-        return self.answers.answers(batch, self.engine.score(batch), limit, locale, explain)
+        return self.answers.answers(batch, self.engine.score(batch), limit, locale, explain, schedule, waking_hours)
 
 
 def _learned_weights(knowledge_base: KnowledgeBase, artifact: Path, trusted_dir: Path) -> tuple[np.ndarray | None, str]:

@@ -67,6 +67,12 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
         api.register_blueprint(part.blp)
     app.register_blueprint(docs.blp)
 
+    # Pharmacists and clinical systems: the printable handout and CDS Hooks.
+    from service import cds_hooks, handout
+
+    api.register_blueprint(handout.blp)
+    app.register_blueprint(cds_hooks.blp)
+
     # Web shops: the database first; the key check (shops) before the per-key rate limit.
     from service import catalog, db, events, feedback, limits, shops, widget
 

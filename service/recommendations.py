@@ -40,7 +40,8 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     module. A hook is ``hook(answers, locale)`` in ``app.extensions["formwise_answer_hooks"]``."""
     locale = resolve_locale(options["locale"])
     recommender = current_app.extensions["formwise"]
-    answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"])
+    answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"],
+                                    schedule=options.get("schedule"), waking_hours=options.get("waking_hours"))
     answers = [{"recommendation_id": str(uuid.uuid4()), **answer} for answer in answers]
     for hook in current_app.extensions.get("formwise_answer_hooks", ()):
         hook(answers, locale)

@@ -7,6 +7,7 @@ never a silent coercion."""
 from __future__ import annotations
 
 import numbers
+import re
 
 import marshmallow as ma
 from marshmallow import fields, validate
@@ -123,6 +124,35 @@ class ProfileSchema(StrictSchema):
     preferences = fields.Nested(PreferencesSchema, load_default=lambda: PreferencesSchema().load({}))
 
 
+CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+CLOCK_TIME_ERROR = 'Must be a time of day as "HH:MM" (00:00 to 23:59).'
+MAX_DOSES_PER_DAY = 12
+
+
+class ClockTimes(fields.Field):
+    """A medicine's daily times: one "HH:MM" or a list of 1 to 12 of them (read as a list)."""
+
+    default_error_messages = {
+        "invalid": f'Must be a time of day as "HH:MM" (00:00 to 23:59) or a list of 1 to {MAX_DOSES_PER_DAY} '
+                   "such times.",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        times = [value] if isinstance(value, str) else value
+        if (not isinstance(times, list) or not 1 <= len(times) <= MAX_DOSES_PER_DAY
+                or not all(isinstance(time, str) and CLOCK_TIME.match(time) for time in times)):
+            raise self.make_error("invalid")
+        return list(times)
+
+
+class WakingHoursSchema(StrictSchema):
+    start = fields.String(required=True, validate=validate.Regexp(CLOCK_TIME, error=CLOCK_TIME_ERROR),
+                          metadata={"description": "When the day starts, HH:MM."})
+    end = fields.String(required=True, validate=validate.Regexp(CLOCK_TIME, error=CLOCK_TIME_ERROR),
+                        metadata={"description": "When the day ends, HH:MM: before start means past midnight, "
+                                                 "equal to start the whole day."})
+
+
 class OptionsSchema(StrictSchema):
     limit = StrictInteger(
         load_default=3,
@@ -133,7 +163,28 @@ class OptionsSchema(StrictSchema):
         validate=validate.Length(1, 35),
         metadata={"description": f"One of {', '.join(vocab.LOCALES)}; others fall back to English."},
     )
-    explain = StrictBoolean(load_default=False)
+    explain = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Add each score's breakdown, each reason's evidence grade and citation, and the "
+                                 "dose in tablets or capsules."},
+    )
+    schedule = fields.Dict(
+        keys=fields.String(),  # any name: one the knowledge base does not know is echoed in the plan
+        values=ClockTimes(metadata={"oneOf": [
+            {"type": "string", "pattern": CLOCK_TIME.pattern},
+            {"type": "array", "items": {"type": "string", "pattern": CLOCK_TIME.pattern},
+             "minItems": 1, "maxItems": MAX_DOSES_PER_DAY},
+        ]}),
+        allow_none=True,
+        load_default=None,
+        validate=validate.Length(max=MAX_LIST_ITEMS, error=f"Must name at most {MAX_LIST_ITEMS} medicines."),
+        metadata={"description": 'When the person takes their medicines, e.g. {"levothyroxine": "07:00", '
+                                 '"doxycycline": ["08:00", "20:00"]}: adds the timing plan for magnesium.'},
+    )
+    waking_hours = fields.Nested(
+        WakingHoursSchema, allow_none=True, load_default=None,
+        metadata={"description": "The hours in which magnesium may be taken; 07:00 to 22:00 when not given."},
+    )
 
 
 class RecommendationRequestSchema(StrictSchema):
@@ -162,10 +213,21 @@ class BatchRequestSchema(StrictSchema):
 # ---- response schemas (documentation; answers are built by models.answer) --------------
 
 
+class ReasonEvidenceSchema(ma.Schema):
+    grade = fields.String(allow_none=True, metadata={"description": "A (strongest) to D, see data/README.md."})
+    design = fields.String(allow_none=True)
+    source = fields.String(required=True, metadata={"description": "A source id from GET /v1/forms citations."})
+    title = fields.String(required=True)
+    year = fields.Integer(required=True)
+    url = fields.String(required=True)
+
+
 class ReasonSchema(ma.Schema):
     factor = fields.String(required=True)
     effect = fields.String(required=True, validate=validate.OneOf(["+", "-"]))
     text = fields.String(required=True)
+    evidence = fields.Nested(ReasonEvidenceSchema, allow_none=True,
+                             metadata={"description": "With options.explain: the evidence behind the reason."})
 
 
 class CaveatSchema(ma.Schema):
@@ -180,9 +242,41 @@ class MgRangeSchema(ma.Schema):
     max = fields.Integer(required=True)
 
 
+class UnitsPerDaySchema(ma.Schema):
+    unit_elemental_mg = fields.Float(required=True)
+    unit_compound_mg = fields.Integer(required=True)
+    min = fields.Integer(required=True)
+    max = fields.Integer(required=True)
+    fits_dose = fields.Boolean(required=True, metadata={"description": "False when one unit exceeds the dose."})
+    note = fields.String()
+    source = fields.String()
+
+
 class DoseSchema(ma.Schema):
     elemental_mg_per_day = fields.Nested(MgRangeSchema, required=True)
     compound_mg_per_day = fields.Nested(MgRangeSchema, required=True)
+    units_per_day = fields.List(fields.Nested(UnitsPerDaySchema),
+                                metadata={"description": "With options.explain: tablets or capsules a day."})
+
+
+class ContributionSchema(ma.Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["term", "safety_rule"]))
+    factor = fields.String(required=True)
+    attribute = fields.String(allow_none=True)
+    weight = fields.Float(allow_none=True)
+    attribute_vs_average = fields.Float(allow_none=True)
+    utility = fields.Float(allow_none=True)
+    score = fields.Float(required=True, metadata={"description": "This factor's share of the score."})
+    source = fields.String(allow_none=True)
+
+
+class ExplanationSchema(ma.Schema):
+    baseline = fields.Float(required=True)
+    utility = fields.Float(required=True)
+    score_before_safety_rules = fields.Float(required=True)
+    method = fields.String(required=True)
+    contributions = fields.List(fields.Nested(ContributionSchema), required=True,
+                                metadata={"description": "baseline + the sum of their scores = the score."})
 
 
 class RecommendationSchema(ma.Schema):
@@ -194,6 +288,7 @@ class RecommendationSchema(ma.Schema):
     reasons = fields.List(fields.Nested(ReasonSchema), required=True)
     caveats = fields.List(fields.Nested(CaveatSchema), required=True)
     dose = fields.Nested(DoseSchema, required=True)
+    explanation = fields.Nested(ExplanationSchema, metadata={"description": "With options.explain."})
 
 
 class ExclusionReasonSchema(ma.Schema):
@@ -221,6 +316,30 @@ class InteractionSchema(ma.Schema):
     source = fields.String()
 
 
+class ClockWindowSchema(ma.Schema):
+    start = fields.String(required=True)
+    end = fields.String(required=True)
+
+
+class ScheduledMedicineSchema(ma.Schema):
+    medication = fields.String(required=True)
+    drug_classes = fields.List(fields.String(validate=validate.OneOf(vocab.INTERACTION_CLASSES)), required=True)
+    times = fields.List(fields.String(), required=True)
+    separation_hours = fields.Nested(SeparationSchema, required=True)
+
+
+class TimingSchema(ma.Schema):
+    possible = fields.Boolean(required=True)
+    suggested_times = fields.List(fields.String(), required=True)
+    allowed_windows = fields.List(fields.Nested(ClockWindowSchema), required=True)
+    waking_hours = fields.Nested(ClockWindowSchema, required=True)
+    medications = fields.List(fields.Nested(ScheduledMedicineSchema), required=True)
+    conflicting_medications = fields.List(fields.String(), required=True)
+    unscheduled_medications = fields.List(fields.String(), required=True)
+    unrecognized_schedule_entries = fields.List(fields.String(), required=True)
+    text = fields.String(required=True)
+
+
 class RecommendationResponseSchema(ma.Schema):
     recommendation_id = fields.UUID(required=True)
     knowledge_base_version = fields.String(required=True)
@@ -232,6 +351,7 @@ class RecommendationResponseSchema(ma.Schema):
     interactions = fields.List(fields.Nested(InteractionSchema), required=True)
     unrecognized_medications = fields.List(fields.String(), required=True)
     disclaimer = fields.String(required=True)
+    timing = fields.Nested(TimingSchema, metadata={"description": "With options.schedule: when to take magnesium."})
 
 
 class ProblemSchema(ma.Schema):

@@ -1,0 +1,405 @@
+"""HL7 CDS Hooks 2.0: ``GET /cds-services`` (discovery), the magnesium-form-advice service
+for the ``patient-view`` and ``order-select`` hooks, and its feedback endpoint.
+
+The FHIR R4 data comes from the request's ``prefetch``; a key the client left out (or sent
+as null) is fetched from ``fhirServer`` with the ``fhirAuthorization`` bearer token. When
+data is missing and cannot be fetched the answer is 412. Reading the resources into a profile
+is models/clinical_codes.py's job and ranking is the one engine's: this module moves data
+and writes the card (summary, indicator from max_severity, source, Markdown detail)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import uuid
+from urllib.parse import quote, urljoin
+
+import marshmallow as ma
+import orjson
+import requests
+from flask import Blueprint, abort, current_app, request
+from marshmallow import fields, validate
+
+from models import vocabulary as vocab
+from models.clinical_codes import (
+    LOINC_SYSTEM,
+    FhirProfileReader,
+    FhirReading,
+    InvalidFhirData,
+    MissingFhirData,
+    default_clinical_codes,
+    resources_of,
+)
+from service.errors import problem, problem_from_body, validation_problem_body
+from service.handout import ui_text
+from service.recommendations import recommend
+from service.responses import json_response
+
+# A plain Flask blueprint: CDS Hooks describes itself through its discovery endpoint, and its
+# answers (412 when the record lacks data) follow that specification, not the v1 OpenAPI contract.
+blp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
+
+# One service per hook in discovery (CDS clients key services by id); either id answers
+# either hook, so a client may also send order-select to magnesium-form-advice.
+SERVICES = {
+    "magnesium-form-advice": "patient-view",
+    "magnesium-form-advice-order-select": "order-select",
+}
+HOOKS = ("patient-view", "order-select")
+SERVICE_TITLE = "Magnesium form advice"
+SERVICE_DESCRIPTION = ("Ranks magnesium supplement forms for the patient from age, sex, eGFR, conditions and "
+                       "medicines, with the caveats, interactions and the advice to consult a clinician.")
+FHIR_TIMEOUT_SECONDS = (2.0, 5.0)  # connect, read
+MAX_FHIR_PAGES = 10
+SUMMARY_MAX_CHARACTERS = 139  # the specification: fewer than 140
+FEEDBACK_MAX_ITEMS = 100
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+}
+# Characters that could turn text into markup mid-line (every line starts with our own marker).
+FHIR_SERVER_URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
+
+
+def prefetch_templates() -> dict[str, str]:
+    """What the service needs, as FHIR queries with the patient id to fill in."""
+    codes = default_clinical_codes()
+    observation_codes = ",".join(f"{LOINC_SYSTEM}|{code}" for role in ("egfr", "serum_magnesium")
+                                 for code in codes.loinc_codes(role))
+    patient = "{{context.patientId}}"
+    return {
+        "patient": f"Patient/{patient}",
+        "observations": f"Observation?patient={patient}&code={observation_codes}&_sort=-date",
+        "conditions": f"Condition?patient={patient}",
+        "medicationRequests": f"MedicationRequest?patient={patient}&_include=MedicationRequest:medication",
+        "medicationStatements": f"MedicationStatement?patient={patient}&_include=MedicationStatement:medication",
+    }
+
+
+# ---- request schemas (CDS Hooks objects allow extensions, so unknown fields are kept) -----
+
+
+class OpenSchema(ma.Schema):
+    class Meta:
+        unknown = ma.INCLUDE
+
+
+class FhirAuthorizationSchema(OpenSchema):
+    access_token = fields.String(required=True, validate=validate.Length(1, 8192))
+    token_type = fields.String(required=True, validate=validate.OneOf(["Bearer"], error="Must be Bearer."))
+    expires_in = fields.Integer()
+    scope = fields.String()
+    subject = fields.String()
+
+
+class HookContextSchema(OpenSchema):
+    userId = fields.String()
+    patientId = fields.String(required=True, validate=validate.Length(1, 64))
+    encounterId = fields.String()
+    selections = fields.List(fields.String())
+    draftOrders = fields.Dict()
+
+
+class HookRequestSchema(OpenSchema):
+    hook = fields.String(required=True, validate=validate.OneOf(HOOKS, error="Must be one of: " + ", ".join(HOOKS)))
+    hookInstance = fields.String(required=True, validate=validate.Length(1, 100))
+    fhirServer = fields.String(validate=validate.Regexp(FHIR_SERVER_URL, error="Must be an http(s) URL."))
+    fhirAuthorization = fields.Nested(FhirAuthorizationSchema, allow_none=True)
+    context = fields.Nested(HookContextSchema, required=True)
+    prefetch = fields.Dict(keys=fields.String(), values=fields.Raw(allow_none=True))
+
+    @ma.validates_schema
+    def _as_the_specification_requires(self, data, **kwargs):
+        if data.get("hook") == "order-select":
+            context = data.get("context") or {}
+            missing = {name: ["Required for the order-select hook."] for name in ("selections", "draftOrders")
+                       if name not in context}
+            if missing:
+                raise ma.ValidationError({"context": missing})
+        if data.get("fhirAuthorization") and not data.get("fhirServer"):
+            raise ma.ValidationError({"fhirServer": ["Required when fhirAuthorization is given."]})
+
+
+class CodingSchema(OpenSchema):
+    system = fields.String()
+    code = fields.String(required=True, validate=validate.Length(1, 100))
+    display = fields.String()
+
+
+class OverrideReasonSchema(OpenSchema):
+    reason = fields.Nested(CodingSchema)
+    userComment = fields.String()
+
+
+class FeedbackItemSchema(OpenSchema):
+    card = fields.UUID(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(["accepted", "overridden"],
+                                                                   error="Must be accepted or overridden."))
+    acceptedSuggestions = fields.List(fields.Dict())
+    overrideReason = fields.Nested(OverrideReasonSchema)
+    outcomeTimestamp = fields.DateTime(required=True)
+
+    @ma.validates_schema
+    def _override_reason_only_when_overridden(self, data, **kwargs):
+        if data.get("overrideReason") and data.get("outcome") != "overridden":
+            raise ma.ValidationError({"overrideReason": ["Only with outcome overridden."]})
+
+
+class FeedbackRequestSchema(OpenSchema):
+    feedback = fields.List(fields.Nested(FeedbackItemSchema), required=True,
+                           validate=validate.Length(1, FEEDBACK_MAX_ITEMS))
+
+
+# ---- FHIR access --------------------------------------------------------------------------
+
+
+class FhirUnavailable(Exception):
+    """A prefetch key is missing and the FHIR server could not supply it (reason says why)."""
+
+
+def _allowed_servers() -> tuple[str, ...]:
+    configured = current_app.config.get("CDS_ALLOWED_FHIR_SERVERS")
+    if configured is None:
+        configured = os.environ.get("FORMWISE_CDS_ALLOWED_FHIR_SERVERS", "").split()
+    return tuple(configured)
+
+
+def fetch_fhir(server: str, token: str | None, query: str) -> dict:
+    """GET one query from the FHIR server, following a searchset's next links (same server
+    only, at most MAX_FHIR_PAGES pages) and merging their entries."""
+    base = server.rstrip("/") + "/"
+    allowed = _allowed_servers()
+    if allowed and not any(base.startswith(prefix.rstrip("/") + "/") for prefix in allowed):
+        raise FhirUnavailable("the fhirServer is not in CDS_ALLOWED_FHIR_SERVERS")
+    headers = {"Accept": "application/fhir+json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    url, merged = urljoin(base, query), None
+    for _ in range(MAX_FHIR_PAGES):
+        try:
+            response = requests.get(url, headers=headers, timeout=FHIR_TIMEOUT_SECONDS, allow_redirects=False)
+        except requests.RequestException as error:
+            raise FhirUnavailable(f"the FHIR server did not answer ({type(error).__name__})") from None
+        if response.status_code != 200:
+            raise FhirUnavailable(f"the FHIR server answered {response.status_code}")
+        try:
+            page = response.json()
+        except ValueError:
+            raise FhirUnavailable("the FHIR server did not answer JSON") from None
+        if not isinstance(page, dict):
+            raise FhirUnavailable("the FHIR server did not answer a resource")
+        if merged is None:
+            merged = page
+        else:
+            merged.setdefault("entry", []).extend(page.get("entry") or [])
+        next_url = next((link.get("url") for link in page.get("link") or []
+                         if isinstance(link, dict) and link.get("relation") == "next"), None)
+        if page.get("resourceType") != "Bundle" or not next_url or not str(next_url).startswith(base):
+            break
+        url = next_url
+    return merged
+
+
+def gather_fhir_data(body: dict) -> tuple[dict, list[str]]:
+    """Every prefetch key's data, fetched when the client did not send it; and the keys
+    (with the reason) that could not be had."""
+    prefetch = body.get("prefetch") or {}
+    server = body.get("fhirServer")
+    token = (body.get("fhirAuthorization") or {}).get("access_token")
+    patient_id = quote(body["context"]["patientId"], safe="")
+    data, missing = {}, []
+    for key, template in prefetch_templates().items():
+        if prefetch.get(key) is not None:
+            data[key] = prefetch[key]
+            continue
+        if not server:
+            missing.append(f"{key} (not prefetched and no fhirServer given)")
+            continue
+        try:
+            data[key] = fetch_fhir(server, token, template.replace("{{context.patientId}}", patient_id))
+        except FhirUnavailable as error:
+            missing.append(f"{key} ({error})")
+    return data, missing
+
+
+# ---- cards ----------------------------------------------------------------------------------
+
+
+def markdown_text(value) -> str:
+    """Text from the patient record or the request, escaped so that it stays text in Markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+
+
+def card_summary(answer: dict, locale: str) -> str:
+    if answer["recommendations"]:
+        forms = ", ".join(item["name"] for item in answer["recommendations"])
+        warnings = sum(1 for caveat in answer["caveats"] if caveat["severity"] != "info")
+        summary = (ui_text("cds.summary_warnings", locale, forms=forms, count=warnings) if warnings
+                   else ui_text("cds.summary_ranked", locale, forms=forms))
+    else:
+        summary = ui_text("cds.summary_none", locale)
+    if len(summary) > SUMMARY_MAX_CHARACTERS:
+        summary = summary[: SUMMARY_MAX_CHARACTERS - 1].rstrip() + "…"
+    return summary
+
+
+def card_detail(answer: dict, reading: FhirReading, locale: str) -> str:
+    """The answer in Markdown: ranked forms with dose and reasons, exclusions, caveats,
+    interactions, and the FHIR data the advice was built from."""
+    def text(key, **values):
+        return ui_text(key, locale, **values)
+
+    lines = []
+    if answer["recommendations"]:
+        lines.append(f"**{text('cds.ranked_heading')}**\n")
+        for item in answer["recommendations"]:
+            dose = item["dose"]
+            lines.append(
+                f"{item['rank']}. **{markdown_text(item['name'])}** ({text('cds.score')} {item['score']:.2f}, "
+                f"{text('cds.status_' + item['status'])}): "
+                + text("cds.dose", min=dose["elemental_mg_per_day"]["min"], max=dose["elemental_mg_per_day"]["max"],
+                       compound_min=dose["compound_mg_per_day"]["min"],
+                       compound_max=dose["compound_mg_per_day"]["max"]) + "."
+            )
+            for reason in item["reasons"]:
+                lines.append(f"    - {reason['effect']} {markdown_text(reason['text'])}")
+            for caveat in item["caveats"]:
+                lines.append(f"    - {text('cds.severity_' + caveat['severity'])}: {markdown_text(caveat['text'])}")
+        lines.append("")
+    if answer["excluded"]:
+        excluded = "; ".join(f"{markdown_text(item.get('name') or item['form'])} "
+                             f"({', '.join(reason['code'] for reason in item['reasons'])})"
+                             for item in answer["excluded"])
+        lines += [f"**{text('cds.excluded_heading')}**: {markdown_text(excluded)}", ""]
+    lines.append(f"**{text('cds.caveats_heading')}**\n")
+    for caveat in answer["caveats"]:
+        lines.append(f"- **{text('cds.severity_' + caveat['severity'])}**: {markdown_text(caveat['text'])}")
+    lines.append("")
+    if answer["interactions"]:
+        lines.append(f"**{text('cds.interactions_heading')}**\n")
+        for interaction in answer["interactions"]:
+            medication = reading.medication_labels.get(interaction["medication"], interaction["medication"])
+            lines.append(f"- **{markdown_text(medication)}** ({interaction['drug_class']}): "
+                         f"{markdown_text(interaction['text'])}")
+        lines.append("")
+
+    profile = reading.profile
+    lines.append(f"**{text('cds.data_heading')}**\n")
+    lines.append("- " + markdown_text(text("cds.patient", age=profile["age"], sex=profile["sex"])))
+    for key, observation in (("cds.egfr", reading.egfr), ("cds.serum_magnesium", reading.serum_magnesium)):
+        if observation is None:
+            lines.append("- " + markdown_text(text(key + "_missing")))
+        else:
+            value = f"{observation['comparator'] or ''}{observation['value']:g}"
+            lines.append("- " + markdown_text(text(key, value=value, unit=observation["unit"],
+                                                   date=observation["date"] or "?", code=observation["code"])))
+    conditions = ", ".join(f"{item['display']} ({item['code']})" for item in reading.conditions)
+    lines.append("- " + markdown_text(text("cds.conditions", conditions=conditions or text("cds.none"))))
+    medications = ", ".join(reading.medication_labels[name] for name in reading.medications)
+    lines.append("- " + markdown_text(text("cds.medications", medications=medications or text("cds.none"))))
+    if answer["unrecognized_medications"]:
+        lines.append("- " + markdown_text(text("cds.unrecognized",
+                                               medications=", ".join(answer["unrecognized_medications"]))))
+    lines += ["", f"_{markdown_text(answer['disclaimer'])}_"]
+    return "\n".join(lines)
+
+
+def build_card(answer: dict, reading: FhirReading, locale: str) -> dict:
+    return {
+        "uuid": str(uuid.uuid4()),
+        "summary": card_summary(answer, locale),
+        "indicator": answer["max_severity"],
+        "detail": card_detail(answer, reading, locale),
+        "source": {"label": ui_text("cds.source_label", locale), "url": request.url_root + "docs"},
+    }
+
+
+def _service_or_404(service_id: str) -> None:
+    if service_id not in SERVICES:
+        abort(problem(404, "Not Found", f"No CDS service '{service_id}'. Known services: {', '.join(SERVICES)}."))
+
+
+# ---- endpoints ------------------------------------------------------------------------------
+
+
+def _load(schema: ma.Schema) -> dict:
+    """The JSON body, validated; a problem (400, 415 or 422) is raised as an HTTP error."""
+    if not request.is_json:
+        abort(problem(415, "Unsupported Media Type",
+                      f"Send the body as application/json (got '{request.mimetype or 'no Content-Type'}')."))
+    try:
+        body = orjson.loads(request.get_data())
+    except orjson.JSONDecodeError as error:
+        abort(problem(400, "Bad Request", f"Invalid JSON: {error}", slug="invalid-json"))
+    try:
+        return schema.load(body if isinstance(body, dict) else {"": body})
+    except ma.ValidationError as error:
+        abort(problem_from_body(validation_problem_body(error.messages)))
+
+
+@blp.after_request
+def _allow_browser_clients(response):
+    """CDS clients such as the CDS Hooks sandbox call from the browser."""
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@blp.get("")
+def discovery():
+    """CDS Hooks discovery: the services, their hooks and prefetch templates."""
+    templates = prefetch_templates()
+    return json_response({"services": [
+        {"hook": hook, "id": service_id, "title": SERVICE_TITLE, "description": SERVICE_DESCRIPTION,
+         "prefetch": templates}
+        for service_id, hook in SERVICES.items()
+    ]})
+
+
+@blp.post("/<string:service_id>")
+def call_service(service_id: str):
+    """A patient-view or order-select call: Patient (age, sex), the newest eGFR and serum
+    magnesium Observations (LOINC), current Conditions (SNOMED CT), MedicationRequests,
+    MedicationStatements and, for order-select, the draft orders (RxNorm codes or text)
+    become one profile for the engine; the answer is one card."""
+    _service_or_404(service_id)
+    body = _load(HookRequestSchema())
+    data, missing = gather_fhir_data(body)
+    if missing:
+        return problem(412, "Precondition Failed",
+                       "Required FHIR data is missing and could not be fetched: " + "; ".join(missing) + ".",
+                       slug="fhir-data-missing")
+    resources = [data[key] for key in data if key != "patient"]
+    resources.append(resources_of(body["context"].get("draftOrders") or None, "MedicationRequest"))
+    patients = resources_of(data["patient"], "Patient")
+    reader = FhirProfileReader(default_clinical_codes(), current_app.extensions["formwise"].engine.medicines)
+    try:
+        reading = reader.read(patients[0] if patients else None, resources, dt.datetime.now(dt.UTC).date())
+    except InvalidFhirData as error:
+        return problem(422, "Unprocessable FHIR data", str(error), slug="fhir-data-invalid",
+                       errors=[{"field": error.field_name, "message": str(error)}])
+    except MissingFhirData as error:
+        return problem(412, "Precondition Failed", f"Required FHIR data is missing: {error}.",
+                       slug="fhir-data-missing", errors=[{"field": error.field_name, "message": str(error)}])
+    locale = request.accept_languages.best_match(vocab.LOCALES) or vocab.DEFAULT_LOCALE
+    (answer,), locale = recommend([reading.profile], {"limit": 3, "locale": locale, "explain": False})
+    return json_response({"cards": [build_card(answer, reading, locale)]}, headers={"Content-Language": locale})
+
+
+@blp.post("/<string:service_id>/feedback")
+def feedback(service_id: str):
+    """Feedback on cards, accepted or overridden. Only the card's uuid, the outcome and the
+    override reason's code are stored, never the clinician's free-text comment."""
+    _service_or_404(service_id)
+    body = _load(FeedbackRequestSchema())
+    stored = 0
+    if "formwise_db" in current_app.extensions:
+        from service import storage
+
+        for item in body["feedback"]:
+            reason = (item.get("overrideReason") or {}).get("reason") or {}
+            storage.record_cds_feedback(str(item["card"]), item["outcome"], reason.get("code"))
+            stored += 1
+    return json_response({"received": len(body["feedback"]), "stored": stored})
