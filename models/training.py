@@ -31,15 +31,14 @@ import numpy as np
 
 from data import supplement_dir
 from models import vocabulary as vocab
-from models.engine import EXCLUSION_BIT, HAND_SET, Engine
+from models.engine import EXCLUSION_BIT, Engine
 from models.features import FEATURE_NAMES, batch_from_profiles
 from models.knowledge import KnowledgeBase, KnowledgeBaseError, _choice, _number, _read_csv
 from models.ranker import PairwisePreferenceRanker, pair_rows
-from models.recommender import ACTIVE_ARTIFACT, ARTIFACT_DIR
+from models.recommender import ACTIVE_ARTIFACT, ARTIFACT_DIR, ARTIFACT_FORMAT, ArtifactError, read_artifact
 
 JUDGMENT_COLUMNS = ("id", "age", "sex", "pregnant", "breastfeeding", "egfr", "dialysis", "conditions", "goals",
                     "medications", "avoid_forms", "preferred_order", "rationale", "sources")
-ARTIFACT_FORMAT = 1
 # The only types an artifact may contain besides skops' built-in safe ones.
 TRUSTED_ARTIFACT_TYPES = frozenset({"models.ranker.PairwisePreferenceRanker"})
 
@@ -54,11 +53,6 @@ RANK_CUTOFF = 3  # NDCG@3: the three forms an answer shows by default
 MIN_OUTCOMES_PER_FORM = 20
 OUTCOME_DIFFERENCE_Z = 2.0
 MAX_OUTCOME_WEIGHT_SHARE = 0.25
-
-
-class ArtifactError(ValueError):
-    """An artifact cannot be used: unreadable, from an untrusted place, holding untrusted
-    types, or made for other features or attributes. The message says which."""
 
 
 @dataclass(frozen=True)
@@ -449,7 +443,9 @@ def train(knowledge_base: KnowledgeBase, judgments: tuple[Judgment, ...], outcom
 
 
 # ---------------------------------------------------------------------------------------
-# Artifacts: written atomically, read only from a trusted folder and with trusted types.
+# Artifacts: one NumPy .npz file, written atomically. The service reads its weights and
+# metadata with NumPy alone (no pickle, no scikit-learn import); the estimator inside is
+# skops bytes, read only for training and inspection, and only with trusted types.
 
 
 def save_artifact(result: TrainingResult, path: Path = ACTIVE_ARTIFACT) -> Path:
@@ -459,13 +455,18 @@ def save_artifact(result: TrainingResult, path: Path = ACTIVE_ARTIFACT) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"artifact_format": ARTIFACT_FORMAT, "metadata": json.dumps(result.metadata, sort_keys=True),
-               "ranker": result.ranker}
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(handle, 0o644)  # mkstemp makes it private; the service may run as another user
         with os.fdopen(handle, "wb") as file:
-            skops.io.dump(payload, file, compression=zipfile.ZIP_DEFLATED)
+            estimator = skops.io.dumps(result.ranker, compression=zipfile.ZIP_DEFLATED)
+            np.savez_compressed(
+                file,
+                artifact_format=np.array(ARTIFACT_FORMAT),
+                metadata=np.array(json.dumps(result.metadata, sort_keys=True)),
+                weights=np.asarray(result.ranker.weights_, dtype=np.float64),
+                estimator_skops=np.frombuffer(estimator, dtype=np.uint8),
+            )
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -481,47 +482,24 @@ def save_artifact(result: TrainingResult, path: Path = ACTIVE_ARTIFACT) -> Path:
 
 
 def load_artifact(path: Path = ACTIVE_ARTIFACT, trusted_dir: Path = ARTIFACT_DIR) -> TrainingResult:
-    """Read an artifact that lives in ``trusted_dir`` and holds only trusted types."""
+    """The fitted estimator and metadata of an artifact in ``trusted_dir``; the estimator may
+    hold no type but the ranker's own and skops' safe built-ins."""
     import skops.io
 
-    path, trusted_dir = Path(path).resolve(), Path(trusted_dir).resolve()
-    if not path.is_relative_to(trusted_dir):
-        raise ArtifactError(f"{path} is outside the trusted artifact folder {trusted_dir}")
-    if not path.is_file():
-        raise ArtifactError(f"{path} does not exist")
+    contents = read_artifact(path, trusted_dir)
+    name = Path(path).name
     try:
-        untrusted = set(skops.io.get_untrusted_types(file=path))
+        untrusted = set(skops.io.get_untrusted_types(data=contents.estimator))
         if untrusted - TRUSTED_ARTIFACT_TYPES:
-            raise ArtifactError(f"{path.name} holds types that are not trusted: "
+            raise ArtifactError(f"{name} holds types that are not trusted: "
                                 f"{sorted(untrusted - TRUSTED_ARTIFACT_TYPES)}")
-        payload = skops.io.load(path, trusted=sorted(untrusted))
+        ranker = skops.io.loads(contents.estimator, trusted=sorted(untrusted))
     except ArtifactError:
         raise
     except Exception as error:
-        raise ArtifactError(f"{path.name} cannot be read: {type(error).__name__}: {error}") from None
-    if not isinstance(payload, dict) or payload.get("artifact_format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{path.name} is not a format-{ARTIFACT_FORMAT} formwise artifact")
-    ranker = payload.get("ranker")
+        raise ArtifactError(f"{name}'s estimator cannot be read: {type(error).__name__}: {error}") from None
     if not isinstance(ranker, PairwisePreferenceRanker) or not hasattr(ranker, "weights_"):
-        raise ArtifactError(f"{path.name} holds no fitted ranker")
-    try:
-        metadata = json.loads(payload["metadata"])
-    except (KeyError, TypeError, ValueError):
-        raise ArtifactError(f"{path.name} has no readable metadata") from None
-    return TrainingResult(ranker, metadata)
-
-
-def check_compatible(result: TrainingResult, knowledge_base: KnowledgeBase) -> np.ndarray:
-    """The artifact's weights, if they fit this knowledge base's factors and attributes."""
-    metadata = result.metadata
-    if metadata.get("feature_names") != list(FEATURE_NAMES):
-        raise ArtifactError("the artifact was trained on other profile factors")
-    if metadata.get("attribute_names") != list(knowledge_base.scored_attributes):
-        raise ArtifactError("the artifact was trained on other form attributes")
-    weights = np.asarray(result.ranker.weights_, dtype=np.float64)
-    expected = (len(FEATURE_NAMES), len(knowledge_base.scored_attributes))
-    if weights.shape != expected or not np.isfinite(weights).all():
-        raise ArtifactError(f"the artifact's weights have shape {weights.shape}, the engine needs {expected}")
-    if not isinstance(metadata.get("model_version"), str) or metadata["model_version"] in ("", HAND_SET):
-        raise ArtifactError("the artifact has no model version")
-    return weights
+        raise ArtifactError(f"{name} holds no fitted ranker")
+    if not np.array_equal(ranker.weights_, contents.weights):
+        raise ArtifactError(f"{name}'s weights differ from its estimator's")
+    return TrainingResult(ranker, contents.metadata)

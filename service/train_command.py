@@ -55,7 +55,7 @@ def _comparison_lines(metrics: dict) -> list[str]:
 @click.option("--with-feedback", is_flag=True,
               help="Also learn from the outcomes in the service database (population-level preferences only).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the artifact (default: models/artifacts/ranker.skops, the one the service loads).")
+              help="Where to write the artifact (default: models/artifacts/ranker.npz, the one the service loads).")
 @click.option("--judgments", "judgments_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A judgments CSV instead of the packaged one.")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True,

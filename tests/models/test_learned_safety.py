@@ -119,7 +119,7 @@ def test_any_profile_obeys_every_hard_rule_under_adversarial_weights(adversarial
 def test_an_adversarial_artifact_loaded_by_the_service_path_obeys_every_hard_rule(tmp_path, adversarial_ranker):
     metadata = {"model_version": "adversarial-test", "feature_names": list(FEATURE_NAMES),
                 "attribute_names": list(ENGINE.attribute_names), "knowledge_base_version": KB.version}
-    path = save_artifact(TrainingResult(adversarial_ranker, metadata), tmp_path / "ranker.skops")
+    path = save_artifact(TrainingResult(adversarial_ranker, metadata), tmp_path / "ranker.npz")
     loaded = Recommender(KB, artifact=path, trusted_dir=tmp_path)
     assert loaded.model_version == "adversarial-test"
     assert np.array_equal(loaded.engine.weights, adversarial_ranker.weights_)

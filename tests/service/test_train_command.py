@@ -47,7 +47,7 @@ def test_evaluate_prints_a_readable_comparison(runner, evaluation):
 
 def test_train_writes_an_artifact_the_recommender_loads(runner, tmp_path):
     before = ACTIVE_ARTIFACT.read_bytes()
-    output = tmp_path / "ranker.skops"
+    output = tmp_path / "ranker.npz"
     result = runner.invoke(main, ["train", "--output", str(output), "--folds", "2"])
     assert result.exit_code == 0, result.output
     artifact = load_artifact(output, trusted_dir=tmp_path)
@@ -62,10 +62,10 @@ def test_bad_judgments_stop_training_with_the_row_and_field(runner, tmp_path):
     judgments.write_text("id,age,sex,pregnant,breastfeeding,egfr,dialysis,conditions,goals,medications,avoid_forms,"
                          "preferred_order,rationale,sources\n"
                          "B1,50,male,false,false,45,false,constipation,,,,oxide,Guideline,aga-acg2023\n")
-    result = runner.invoke(main, ["train", "--judgments", str(judgments), "--output", str(tmp_path / "x.skops")])
+    result = runner.invoke(main, ["train", "--judgments", str(judgments), "--output", str(tmp_path / "x.npz")])
     assert result.exit_code == 1
     assert "row 2, field 'preferred_order': 'oxide' is excluded" in result.output
-    assert not (tmp_path / "x.skops").exists()
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_train_with_feedback_learns_from_stored_outcomes(runner, tmp_path, database_url):
@@ -81,7 +81,7 @@ def test_train_with_feedback_learns_from_stored_outcomes(runner, tmp_path, datab
             storage.record_outcome(str(uuid.uuid4()), "oxide", tolerated=True, helpful=5)
     engine_of(app).dispose()
 
-    plain, with_feedback = tmp_path / "plain" / "ranker.skops", tmp_path / "feedback" / "ranker.skops"
+    plain, with_feedback = tmp_path / "plain" / "ranker.npz", tmp_path / "feedback" / "ranker.npz"
     result = runner.invoke(main, ["train", "--output", str(plain), "--folds", "2"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["train", "--with-feedback", "--output", str(with_feedback), "--folds", "2"],
@@ -103,7 +103,7 @@ def test_train_with_feedback_learns_from_stored_outcomes(runner, tmp_path, datab
 
 
 def test_with_feedback_and_no_database_is_a_clear_error(runner, tmp_path):
-    result = runner.invoke(main, ["train", "--with-feedback", "--output", str(tmp_path / "x.skops")],
+    result = runner.invoke(main, ["train", "--with-feedback", "--output", str(tmp_path / "x.npz")],
                            env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/formwise"})
     assert result.exit_code == 1
     assert "cannot open the service database" in result.output
