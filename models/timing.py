@@ -9,8 +9,10 @@ the middle of the longest such stretch, the time with the most room on either si
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -112,6 +114,8 @@ class TimingPlanner:
     def __init__(self, knowledge_base: KnowledgeBase, medicine_index):
         self.kb = knowledge_base
         self.medicines = medicine_index
+        # A batch shares one schedule and repeats the same few medicine lists: plan each once.
+        self._cached_plan = lru_cache(maxsize=1024)(self._plan)
         for key in TIMING_TEXT_KEYS:
             if key not in knowledge_base.texts:
                 raise KnowledgeBaseError("texts.csv", None, "key", f"no text for '{key}'")
@@ -166,9 +170,14 @@ class TimingPlanner:
              waking_hours: dict | None, locale: str) -> dict:
         """The ``timing`` object of an answer (see README, "Timing plan")."""
         waking = waking_hours or {}
-        start = parse_clock(waking.get("start", DEFAULT_WAKING_HOURS[0]))
-        end = parse_clock(waking.get("end", DEFAULT_WAKING_HOURS[1]))
-        scheduled, unscheduled, unrecognized = self.scheduled_medicines(recognized, schedule)
+        key = (tuple((name, tuple(classes)) for name, classes in recognized),
+               tuple((name, tuple(times)) for name, times in schedule.items()),
+               waking.get("start", DEFAULT_WAKING_HOURS[0]), waking.get("end", DEFAULT_WAKING_HOURS[1]), locale)
+        return copy.deepcopy(self._cached_plan(*key))
+
+    def _plan(self, recognized: tuple, schedule: tuple, start_text: str, end_text: str, locale: str) -> dict:
+        start, end = parse_clock(start_text), parse_clock(end_text)
+        scheduled, unscheduled, unrecognized = self.scheduled_medicines(list(recognized), dict(schedule))
         constraining = [m for m in scheduled if m.needs_separation and m.times]
         blocked = blocked_minutes(constraining)
         day = waking_minutes(start, end)
