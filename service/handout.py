@@ -5,22 +5,19 @@ every answer; every word on the page comes from data/ (the answer, texts.csv, ui
 
 from __future__ import annotations
 
-import csv
 from functools import cache
-from pathlib import Path
 
 from flask import Response, current_app, render_template
 from flask.views import MethodView
 
-from data import DATA_DIR
 from models import vocabulary as vocab
 from service.parser import Blueprint
 from service.recommendations import recommend
 from service.schemas import RecommendationRequestSchema
+from service.widget import UI_TEXTS_PATH, load_ui_texts
 
 blp = Blueprint("handout", __name__, url_prefix="/v1", description="A printable page for the patient.")
 
-UI_TEXTS_PATH = DATA_DIR / "locales" / "ui.csv"
 # The patient-facing texts the page needs from the knowledge base's texts.csv.
 HANDOUT_TEXT_KEYS = ("how_to_take", "see_clinician")
 
@@ -30,24 +27,18 @@ class UiTextError(LookupError):
 
 
 @cache
-def ui_texts(path: Path = UI_TEXTS_PATH) -> dict[str, dict[str, str]]:
-    """{key: {locale: text}} from data/locales/ui.csv (columns key, text_en, text_de)."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = [f"text_{locale}" for locale in vocab.LOCALES]
-        missing = [name for name in ("key", *columns) if name not in (reader.fieldnames or [])]
-        if missing:
-            raise UiTextError(f"{path.name}: missing columns {', '.join(missing)}")
-        return {record["key"]: {locale: record[f"text_{locale}"] or "" for locale in vocab.LOCALES}
-                for record in reader if record.get("key")}
+def ui_texts() -> dict[str, dict[str, str]]:
+    """{locale: {key: text}} from data/locales/ui.csv, read once (the widget's loader, which
+    refuses a key without a text in every locale)."""
+    return load_ui_texts()
 
 
 def ui_text(key: str, locale: str, **values) -> str:
     """One interface text in ``locale``, with ``{name}`` placeholders filled in."""
-    texts = ui_texts().get(key)
-    if texts is None or not texts.get(locale):
+    text = ui_texts().get(locale, {}).get(key)
+    if text is None:
         raise UiTextError(f"{UI_TEXTS_PATH.name} has no '{key}' text in '{locale}'")
-    return texts[locale].format(**values) if values else texts[locale]
+    return text.format(**values) if values else text
 
 
 def knowledge_text(key: str, locale: str) -> str:
