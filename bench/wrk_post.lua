@@ -1,0 +1,26 @@
+-- wrk script: POST one JSON body (path in the WRK_BODY environment variable, default
+-- ../shared/bench/request.json) with Content-Type application/json, and print the
+-- figures bench_http.py reads (one "key value" per line after a marker).
+--
+--   WRK_BODY=/work/shared/bench/request.json wrk -t2 -c16 -d15s -s bench/wrk_post.lua \
+--       http://127.0.0.1:8000/v1/recommendations
+
+local path = os.getenv("WRK_BODY") or "../shared/bench/request.json"
+local file = assert(io.open(path, "rb"), "cannot open request body " .. path)
+wrk.method = "POST"
+wrk.body = file:read("*a")
+file:close()
+wrk.headers["Content-Type"] = "application/json"
+
+function done(summary, latency, requests)
+   local errors = summary.errors
+   io.write("--- formwise-bench ---\n")
+   io.write(string.format("requests %d\n", summary.requests))
+   io.write(string.format("duration_us %d\n", summary.duration))
+   io.write(string.format("rps %.2f\n", summary.requests / (summary.duration / 1e6)))
+   io.write(string.format("status_ge_400 %d\n", errors.status))
+   io.write(string.format("socket_errors %d\n", errors.connect + errors.read + errors.write + errors.timeout))
+   io.write(string.format("latency_p50_us %d\n", latency:percentile(50)))
+   io.write(string.format("latency_p99_us %d\n", latency:percentile(99)))
+   io.write(string.format("latency_mean_us %.1f\n", latency.mean))
+end
