@@ -42,6 +42,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             request.max_content_length = app.config["SINGLE_MAX_CONTENT_LENGTH"]
         if (
             request.method in JSON_METHODS
+            and request.url_rule is not None  # unknown paths and methods answer 404 and 405 first
             and request.path.startswith("/v1/")
             and request.path not in NON_JSON_BODY_PATHS
             and not request.is_json
@@ -78,3 +79,7 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
 
     for part in (db, shops, limits, catalog, events, feedback, widget):
         part.init_app(app, api)
+
+    from service import observability
+
+    observability.init_app(app, api)

@@ -1,23 +1,126 @@
 """gunicorn settings for formwise (``formwise serve`` and ``gunicorn -c gunicorn.conf.py``).
 
 Production defaults: the app is loaded once before forking (preload), one worker per CPU
-unless FORMWISE_WORKERS says otherwise, and bounded timeouts with a graceful shutdown."""
+this process may use unless FORMWISE_WORKERS says otherwise, bounded timeouts and a
+graceful shutdown that lets a worker finish its request.
 
-import multiprocessing
+SIGHUP reloads the knowledge base and the model without dropping a request. With preload,
+gunicorn re-forks its new workers from the app the master already holds, so re-reading
+files in a worker would be too late and re-reading them in every worker wasteful: the
+master builds a fresh app in ``on_reload`` (before the new workers fork), and keeps the
+old one when the new files do not load. The listening socket stays open throughout, the
+new workers start accepting, and the old ones finish their requests and exit.
+
+Metrics: prometheus-client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR before the
+app imports it, so it is set here, when gunicorn reads this file (a fresh folder, unless
+the operator names one); stale files are wiped once at start, a dead worker's live gauges
+are dropped when it exits, and a folder made here is removed when the master exits."""
+
 import os
+import shutil
+import tempfile
+
+from gunicorn.glogging import Logger
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MULTIPROC_DIR_MADE_HERE_ENV = "FORMWISE_METRICS_DIR_MADE_HERE"
+
+# gunicorn re-reads this file on SIGHUP: the folder set the first time is kept.
+if not os.environ.get(MULTIPROC_DIR_ENV):
+    os.environ[MULTIPROC_DIR_ENV] = tempfile.mkdtemp(prefix="formwise-metrics-")
+    os.environ[MULTIPROC_DIR_MADE_HERE_ENV] = os.environ[MULTIPROC_DIR_ENV]
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a container's or taskset's limit, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
 
 bind = os.environ.get("FORMWISE_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("FORMWISE_WORKERS") or multiprocessing.cpu_count())
+workers = int(os.environ.get("FORMWISE_WORKERS") or _usable_cpus())
+# Scoring is CPU-bound numpy: one synchronous worker per CPU, no threads to share the GIL.
 worker_class = "sync"
 preload_app = True
-timeout = 30
-graceful_timeout = 30
+timeout = int(os.environ.get("FORMWISE_TIMEOUT", "30"))  # a stuck worker is killed and replaced
+graceful_timeout = 30  # on SIGTERM or SIGHUP, time for a worker to finish its request
 keepalive = 5
 max_requests = 0
+# Heartbeat files in memory, so a slow disk never gets a healthy worker killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Request lines and headers are capped; bodies are capped by the app (1 MiB, 8 MiB batch).
 limit_request_line = 8190
 limit_request_fields = 100
-# No access log here: the app writes its own lines, with no health data in them.
+# No access log: its request line carries the query string. The app writes one JSON line
+# per request instead (service/observability.py), with no health data in it.
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("FORMWISE_LOG_LEVEL", "info")
+# Where the master writes its pid, for ``kill -HUP "$(cat $FORMWISE_PIDFILE)"`` (unset: none).
+pidfile = os.environ.get("FORMWISE_PIDFILE") or None
+# gunicorn 24+'s control socket is an admin interface formwise does not use, and its
+# default path is shared by every gunicorn of the user.
+control_socket_disable = True
+
+
+class JsonLogger(Logger):
+    """gunicorn's own log lines (boot, signals, worker deaths) as JSON, like the app's."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        from service.observability import JsonFormatter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+    def access(self, resp, req, environ, request_time):
+        """Never: see accesslog above."""
+
+
+logger_class = JsonLogger
+
+
+def on_starting(server):
+    """Wipe metric files a previous run left, once (not on SIGHUP: live workers own them)."""
+    folder = os.environ[MULTIPROC_DIR_ENV]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+def on_reload(server):
+    """SIGHUP: build a fresh app (knowledge base, model, every part) in the master, so the
+    workers about to fork serve it. A knowledge base that fails to load keeps the old app."""
+    if not server.cfg.preload_app:
+        return  # each new worker imports the app, and so reads the files, itself
+    try:
+        from models.knowledge import default_knowledge_base
+        from service import create_app
+
+        default_knowledge_base.cache_clear()
+        fresh_app = create_app()
+    except Exception as error:
+        # Data and model files hold no health data: the message names the file, row and field.
+        server.log.error("reload failed, still serving the previous knowledge base and model: %s: %s",
+                         type(error).__name__, error)
+        return
+    server.app.callable = fresh_app
+    recommender = fresh_app.extensions["formwise"]
+    server.log.info("reloaded knowledge base %s, model %s", recommender.version, recommender.model_version)
+
+
+def child_exit(server, worker):
+    """A worker ended (exit, crash or SIGKILL): drop its live gauges; its counts stay summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder if this file made it."""
+    made_here = os.environ.get(MULTIPROC_DIR_MADE_HERE_ENV)
+    if made_here and made_here == os.environ.get(MULTIPROC_DIR_ENV):
+        shutil.rmtree(made_here, ignore_errors=True)

@@ -4,9 +4,26 @@ nesting deeper than 1,024 levels instead of recursing) and a problem for bad JSO
 from __future__ import annotations
 
 import orjson
+from flask import current_app
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort
+
+# No request of the API nests deeper than 6 levels; 32 leaves room and still stops bodies
+# built to make every later step (validation, logging, errors) walk thousands of levels.
+DEFAULT_JSON_MAX_DEPTH = 32
+
+
+def nested_deeper_than(document, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (a scalar is level 0)."""
+    pending = [(document, 1)] if isinstance(document, (dict, list)) else []
+    while pending:
+        value, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 class OrjsonParser(FlaskParser):
@@ -17,9 +34,13 @@ class OrjsonParser(FlaskParser):
         if not data:
             return core.missing
         try:
-            return orjson.loads(data)
+            document = orjson.loads(data)
         except orjson.JSONDecodeError as error:
             abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)
+        limit = current_app.config.get("JSON_MAX_DEPTH", DEFAULT_JSON_MAX_DEPTH)
+        if nested_deeper_than(document, limit):
+            abort(400, messages={"body": [f"JSON nested deeper than {limit} levels of arrays and objects."]})
+        return document
 
     def handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)

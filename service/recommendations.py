@@ -10,6 +10,7 @@ from flask.views import MethodView
 
 from models import vocabulary as vocab
 from service.errors import validation_problem_body
+from service.observability import record_batch_rows
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import (
@@ -99,6 +100,7 @@ class BatchRecommendations(MethodView):
             valid_profiles.append(profile)
             valid_positions.append(position)
         answers, locale = recommend(valid_profiles, body["options"])
+        record_batch_rows(scored=len(valid_profiles), rejected=len(results) - len(valid_profiles))
         for position, answer in zip(valid_positions, answers, strict=True):
             results[position]["output"] = answer
         return json_response({"results": results}, headers={"Content-Language": locale})

@@ -1,0 +1,218 @@
+"""Operations: Prometheus metrics at ``GET /metrics``, one JSON log line per request with a
+request id, and security headers on every response.
+
+Private by construction: a log line or a metric label is built only from the route
+template (never the raw path or query string), the method, the status, timings, sizes and
+ids, so no profile field, condition or medicine can reach it. Exceptions are logged as
+their type and where they were raised, never their message.
+
+Under gunicorn, prometheus-client runs in multiprocess mode: service/gunicorn_config.py
+sets ``PROMETHEUS_MULTIPROC_DIR`` before this module is imported, every worker writes its
+own files there, and a scrape of any worker sums them all."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from service.parser import DEFAULT_JSON_MAX_DEPTH
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is kept when it is a plain token; anything else (spaces, quotes,
+# control characters, over 128 characters) is replaced by a fresh one, so it cannot forge
+# or break a log line.
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:/+=~-]{1,128}")
+UNMATCHED_ENDPOINT = "unmatched"
+# Pages another site may show in a frame (the widget's demo page); everything else refuses.
+FRAMEABLE_PATHS = frozenset({"/demo"})
+# Scripts other sites load with <script src>: they must stay loadable cross-origin.
+CROSS_ORIGIN_SCRIPT_PATHS = frozenset({"/widget.js"})
+API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+PAGE_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+)
+
+log = logging.getLogger("formwise.requests")
+blp = Blueprint("observability", __name__)
+
+REQUESTS = Counter(
+    "formwise_http_requests_total", "HTTP requests answered, by route template, method and status.",
+    ["endpoint", "method", "status"],
+)
+REQUEST_LATENCY = Histogram(
+    "formwise_http_request_duration_seconds", "Time to answer an HTTP request, by route template, method and status.",
+    ["endpoint", "method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+ANSWERS = Counter("formwise_answers_total", "Answers given (single and batch), by max_severity.", ["max_severity"])
+BATCH_ROWS = Counter("formwise_batch_rows_total", "Batch rows (endpoint and files), by outcome.", ["outcome"])
+
+
+def record_batch_rows(scored: int, rejected: int) -> None:
+    """Count the rows of one batch (the batch endpoint, or a file scored by ``formwise score``)."""
+    if scored:
+        BATCH_ROWS.labels(outcome="scored").inc(scored)
+    if rejected:
+        BATCH_ROWS.labels(outcome="rejected").inc(rejected)
+
+
+def record_answers(answers: list[dict], locale: str) -> None:
+    """Answer hook: count answers by their max_severity (the answers only, never the profiles)."""
+    for severity, count in collections.Counter(answer["max_severity"] for answer in answers).items():
+        ANSWERS.labels(max_severity=severity).inc(count)
+
+
+def metrics_registry() -> CollectorRegistry:
+    """Every worker's metrics under gunicorn; this process's alone otherwise."""
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+@blp.get("/metrics")
+def metrics():
+    """Prometheus text format (not part of /openapi.json: it is for scrapers, not clients)."""
+    return Response(generate_latest(metrics_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request id when there
+    is one, and the record's ``fields``. An exception is reduced to its type and the place
+    it was raised: its message or traceback could hold a profile's values."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None)
+        if request_id is None and has_request_context():
+            request_id = g.get("request_id")
+        if request_id:
+            entry["request_id"] = request_id
+        entry.update(getattr(record, "fields", None) or {})
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = record.exc_info[0].__name__
+            frame = record.exc_info[2]
+            while frame is not None and frame.tb_next is not None:
+                frame = frame.tb_next
+            if frame is not None:
+                entry["exception_at"] = f"{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}"
+        return orjson.dumps(entry, default=str).decode()
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (gunicorn's log, or a test's capture)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ assigns it; the property always follows sys.stderr
+        pass
+
+
+def configure_logging(level: str | int = "INFO") -> None:
+    """JSON lines to stderr for the ``formwise`` loggers, installed once per process.
+    Records still propagate, so a test's or an operator's root handlers see them too."""
+    logger = logging.getLogger("formwise")
+    if not any(isinstance(handler, StderrHandler) for handler in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+def route_template(rule) -> str:
+    """``/v1/forms/<string:form_id>`` as ``/v1/forms/{form_id}``: bounded, and free of what callers sent."""
+    if rule is None:
+        return UNMATCHED_ENDPOINT
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+
+
+def _start_request() -> None:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
+    g.request_started = time.perf_counter()
+
+
+def _security_headers(response: Response) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    frameable = request.path in FRAMEABLE_PATHS
+    if "Content-Security-Policy" not in headers:  # a view that set its own policy knows best
+        if response.mimetype == "text/html":
+            ancestors = current_app.config.get("FRAME_ANCESTORS", "*") if frameable else "'none'"
+            headers["Content-Security-Policy"] = PAGE_CONTENT_SECURITY_POLICY.format(ancestors=ancestors)
+        else:
+            headers["Content-Security-Policy"] = API_CONTENT_SECURITY_POLICY
+    if not frameable:
+        headers.setdefault("X-Frame-Options", "DENY")
+    if request.path in CROSS_ORIGIN_SCRIPT_PATHS:
+        headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
+    if request.method == "POST" and request.path.startswith("/v1/"):
+        headers.setdefault("Cache-Control", "no-store")  # answers are derived from health data
+
+
+def _finish_request(response: Response) -> Response:
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    _security_headers(response)
+    started = g.get("request_started")
+    duration = time.perf_counter() - started if started is not None else 0.0
+    endpoint = route_template(request.url_rule)
+    status = str(response.status_code)
+    REQUESTS.labels(endpoint=endpoint, method=request.method, status=status).inc()
+    REQUEST_LATENCY.labels(endpoint=endpoint, method=request.method, status=status).observe(duration)
+    log.info("request", extra={"request_id": request_id, "fields": {
+        "method": request.method,
+        "endpoint": endpoint,
+        "status": response.status_code,
+        "duration_ms": round(duration * 1000, 3),
+        "request_bytes": request.content_length or 0,
+        "response_bytes": response.calculate_content_length(),
+    }})
+    return response
+
+
+def init_app(app: Flask, api=None) -> None:
+    """Metrics, request logs and headers for every response; the answer-severity hook."""
+    configure_logging(os.environ.get("FORMWISE_LOG_LEVEL", "info"))
+    app.config.setdefault("FRAME_ANCESTORS", os.environ.get("FORMWISE_FRAME_ANCESTORS", "*"))
+    app.config.setdefault("JSON_MAX_DEPTH", int(os.environ.get("FORMWISE_JSON_MAX_DEPTH") or DEFAULT_JSON_MAX_DEPTH))
+    # First of all before-request functions, so that a request another one answers early
+    # (415, 401, 429) still gets its id, its timing and its log line.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_request)
+    app.after_request(_finish_request)
+    app.extensions["formwise_answer_hooks"].append(record_answers)
+    app.register_blueprint(blp)

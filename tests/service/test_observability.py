@@ -1,0 +1,294 @@
+"""Metrics, request logs, request ids, security headers and the JSON depth limit: in
+process through the Flask test client, then under the real gunicorn (2 workers), where the
+metrics are summed across workers and every line the server wrote is searched for the
+health data a request carried."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+
+import pytest
+import requests
+from flask import Response
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from service import create_app
+from tests.e2e.server import running_service
+
+URL = "/v1/recommendations"
+# Recognisable values a log must never show: a rare condition, a goal, a known medicine
+# (by brand and generic name) and an unknown one that is echoed back in the answer.
+SECRET_WORDS = ("myasthenia_gravis", "migraine_prevention", "Tivicay", "dolutegravir", "Zorblaxitine")
+SECRET_PROFILE = {
+    "age": 63, "sex": "female", "egfr": 52, "conditions": ["myasthenia_gravis"],
+    "goals": ["migraine_prevention"], "medications": ["Tivicay", "dolutegravir", "Zorblaxitine"],
+}
+
+
+def request_lines(text: str) -> list[dict]:
+    """The JSON request lines in captured output (other lines are left alone)."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{") and '"message":"request"' in line:
+            lines.append(json.loads(line))
+    return lines
+
+
+def sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# ---- request ids and log lines -------------------------------------------------------
+
+
+def test_a_given_request_id_is_echoed_and_logged(client, capsys):
+    response = client.get("/health/live", headers={"X-Request-ID": "shop-42.req:7"})
+    assert response.headers["X-Request-ID"] == "shop-42.req:7"
+    (line,) = [entry for entry in request_lines(capsys.readouterr().err) if entry["request_id"] == "shop-42.req:7"]
+    assert line["method"] == "GET" and line["endpoint"] == "/health/live" and line["status"] == 200
+    assert line["level"] == "info" and line["logger"] == "formwise.requests" and line["duration_ms"] >= 0
+
+
+@pytest.mark.parametrize("given", [None, "", "has space", "quote\"d", "x" * 129, "semi;colon", "tab\there"])
+def test_a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one(client, given):
+    headers = {} if given is None else {"X-Request-ID": given}
+    first = client.get("/health/live", headers=headers).headers["X-Request-ID"]
+    second = client.get("/health/live", headers=headers).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
+
+
+def test_one_log_line_per_request_even_when_answered_early(client, capsys):
+    client.post(URL, json={"profile": {"age": 40}})
+    client.post(URL, data="age=40", content_type="text/plain")  # 415 from an earlier before_request
+    client.get("/nowhere")
+    lines = request_lines(capsys.readouterr().err)
+    assert [(line["endpoint"], line["status"]) for line in lines] == [
+        ("/v1/recommendations", 200), ("/v1/recommendations", 415), ("unmatched", 404)]
+    assert len({line["request_id"] for line in lines}) == 3
+
+
+def test_no_health_data_reaches_any_log_line_in_process(capsys, caplog):
+    """Answers, validation errors, batches, paths, query strings and a crash carrying the
+    profile in its exception message: none of it may show in the log."""
+
+    class Exploding:
+        version = "x"
+        model_version = "x"
+
+        def recommend(self, profiles, **kwargs):
+            raise KeyError(" ".join(profiles[0]["conditions"] + profiles[0]["medications"]))
+
+    caplog.set_level("DEBUG")
+    client = create_app({"TESTING": True}).test_client()
+    assert client.post(URL, json={"profile": SECRET_PROFILE}).status_code == 200
+    bad = {**SECRET_PROFILE, "conditions": ["myasthenia_gravis", "Zorblaxitine"]}
+    assert client.post(URL, json={"profile": bad}).status_code == 422
+    batch = {"items": [{"id": "a", "profile": SECRET_PROFILE}, {"id": "b", "profile": bad}]}
+    assert client.post(URL + "/batch", json=batch).status_code == 200
+    assert client.get("/v1/forms/myasthenia_gravis?medication=Zorblaxitine").status_code == 404
+    crashing = create_app({"TESTING": False, "RECOMMENDER": Exploding()}).test_client()
+    assert crashing.post(URL, json={"profile": SECRET_PROFILE}).status_code == 500
+
+    captured = capsys.readouterr()
+    everything = captured.out + captured.err + caplog.text
+    assert len(request_lines(captured.err)) == 5
+    assert "unhandled KeyError at " in captured.err  # the crash was logged, by type and place only
+    for word in SECRET_WORDS:
+        assert word.lower() not in everything.lower(), word
+
+
+# ---- metrics ---------------------------------------------------------------------------
+
+
+def test_requests_and_latency_are_counted_by_route_template_and_status(client):
+    labels = {"endpoint": "/v1/forms/{form_id}", "method": "GET", "status": "404"}
+    before = sample("formwise_http_requests_total", **labels)
+    before_latency = sample("formwise_http_request_duration_seconds_count", **labels)
+    client.get("/v1/forms/not-a-form")
+    client.get("/v1/forms/neither")
+    assert sample("formwise_http_requests_total", **labels) == before + 2
+    assert sample("formwise_http_request_duration_seconds_count", **labels) == before_latency + 2
+
+
+def test_answers_are_counted_by_max_severity(client):
+    before = {severity: sample("formwise_answers_total", max_severity=severity)
+              for severity in ("info", "warning", "critical")}
+    assert client.post(URL, json={"profile": {"age": 0}}).get_json()["max_severity"] == "critical"
+    assert client.post(URL, json={"profile": {"age": 40, "egfr": 95}}).get_json()["max_severity"] == "info"
+    assert sample("formwise_answers_total", max_severity="critical") == before["critical"] + 1
+    assert sample("formwise_answers_total", max_severity="info") == before["info"] + 1
+    assert sample("formwise_answers_total", max_severity="warning") == before["warning"]
+
+
+def test_batch_rows_scored_and_rejected_are_counted(client):
+    scored = sample("formwise_batch_rows_total", outcome="scored")
+    rejected = sample("formwise_batch_rows_total", outcome="rejected")
+    items = [{"id": "1", "profile": {"age": 40}}, {"id": "2", "profile": {"age": 400}},
+             {"id": "3", "profile": {"age": 70, "egfr": 20}}, None]
+    results = client.post(URL + "/batch", json={"items": items}).get_json()["results"]
+    assert [result["error"] is None for result in results] == [True, False, True, False]
+    assert sample("formwise_batch_rows_total", outcome="scored") == scored + 2
+    assert sample("formwise_batch_rows_total", outcome="rejected") == rejected + 2
+
+
+def test_metrics_endpoint_speaks_prometheus_text(client):
+    client.get("/health/live")
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    names = {family.name for family in text_string_to_metric_families(response.get_data(as_text=True))}
+    assert {"formwise_http_requests", "formwise_http_request_duration_seconds", "formwise_answers",
+            "formwise_batch_rows"} <= names
+
+
+# ---- security headers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("post", URL, 200), ("get", "/v1/forms", 200), ("get", "/nowhere", 404), ("get", "/metrics", 200)])
+def test_api_responses_refuse_sniffing_framing_and_referrers(client, method, path, status):
+    kwargs = {"json": {"profile": {"age": 40}}} if method == "post" else {}
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_answers_are_not_stored_by_caches(client):
+    assert client.post(URL, json={"profile": {"age": 40}}).headers["Cache-Control"] == "no-store"
+
+
+def test_the_docs_page_gets_a_page_policy_that_still_refuses_framing(client):
+    response = client.get("/docs")
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def headers_for(app, path: str, body: str, mimetype: str):
+    """The headers the app adds to a response of that type at that path."""
+    with app.test_request_context(path):
+        app.preprocess_request()
+        return app.process_response(Response(body, mimetype=mimetype)).headers
+
+
+def test_the_widget_demo_page_may_be_framed_by_the_configured_sites():
+    default = headers_for(create_app({"TESTING": True}), "/demo", "<p>demo</p>", "text/html")
+    assert "X-Frame-Options" not in default
+    assert default["Content-Security-Policy"].endswith("frame-ancestors *")
+    app = create_app({"TESTING": True, "FRAME_ANCESTORS": "https://shop.example"})
+    policy = headers_for(app, "/demo", "<p>demo</p>", "text/html")["Content-Security-Policy"]
+    assert "frame-ancestors https://shop.example" in policy and "script-src 'self'" in policy
+
+
+def test_the_widget_script_stays_loadable_from_other_sites():
+    headers = headers_for(create_app({"TESTING": True}), "/widget.js", "customElements.define()",
+                          "text/javascript")
+    assert headers["Content-Type"].startswith("text/javascript")  # nosniff needs a script type: kept
+    assert headers["Cross-Origin-Resource-Policy"] == "cross-origin"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_policy_a_view_sets_itself_is_kept():
+    app = create_app({"TESTING": True})
+    with app.test_request_context("/demo"):
+        response = Response("<p/>", mimetype="text/html", headers={"Content-Security-Policy": "default-src 'self'"})
+        assert app.process_response(response).headers["Content-Security-Policy"] == "default-src 'self'"
+
+
+# ---- JSON depth ------------------------------------------------------------------------
+
+
+def nested(depth: int):
+    """A JSON value of exactly ``depth`` levels of arrays."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_json_deeper_than_the_limit_is_a_400_problem_naming_the_limit(client):
+    response = client.post(URL, json={"profile": {"age": 40}, "extra": nested(32)})  # 33 levels
+    assert response.status_code == 400 and response.mimetype == "application/problem+json"
+    body = response.get_json()
+    assert body["errors"] == [{"field": "body", "message": "JSON nested deeper than 32 levels of arrays and objects."}]
+
+
+def test_json_at_the_limit_passes_the_depth_check(client):
+    response = client.post(URL, json={"profile": {"age": 40}, "extra": nested(31)})  # 32 levels
+    assert response.status_code == 422  # validated as usual: "extra" is an unknown field
+    assert response.get_json()["errors"][0]["field"] == "extra"
+
+
+def test_the_depth_limit_is_configurable():
+    client = create_app({"TESTING": True, "JSON_MAX_DEPTH": 4}).test_client()
+    assert client.post(URL, json={"profile": {"age": 40, "preferences": {"avoid_forms": []}}}).status_code == 200
+    items = [{"id": "1", "profile": {"age": 40}}]
+    response = client.post(URL + "/batch", json={"items": items})  # 4 levels: {items: [{profile: {}}]}
+    assert response.status_code == 200
+    response = client.post(URL + "/batch", json={"items": [{"id": "1", "profile": {"age": 40, "goals": []}}]})
+    assert response.status_code == 400 and "deeper than 4 levels" in response.get_json()["detail"]
+
+
+# ---- under gunicorn --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A real ``formwise serve`` with 2 workers, and its log file."""
+    workdir = tmp_path_factory.mktemp("observed")
+    with running_service(workdir, workers=2) as base:
+        yield base, workdir / "server.log"
+
+
+def scrape(base: str) -> dict[tuple, float]:
+    text = requests.get(base + "/metrics", timeout=10).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+@pytest.mark.slow
+def test_metrics_are_summed_across_gunicorn_workers(served):
+    base, log_path = served
+    body = {"profile": {"age": 40, "egfr": 95, "goals": ["sleep"]}}  # max_severity info
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda _: requests.post(base + URL, json=body, timeout=30).status_code, range(48)))
+    assert statuses == [200] * 48
+    served_by = {line["pid"] for line in request_lines(log_path.read_text()) if line["endpoint"] == URL}
+    assert len(served_by) == 2  # both workers answered, so only a sum over both can read 48
+    requests_key = ("formwise_http_requests_total",
+                    (("endpoint", URL), ("method", "POST"), ("status", "200")))
+    answers_key = ("formwise_answers_total", (("max_severity", "info"),))
+    for _ in range(6):  # whichever worker answers the scrape
+        samples = scrape(base)
+        assert samples[requests_key] == 48 and samples[answers_key] == 48
+
+
+@pytest.mark.slow
+def test_server_log_is_json_and_free_of_health_data(served):
+    base, log_path = served
+    session = requests.Session()
+    answer = session.post(base + URL, json={"profile": SECRET_PROFILE}, headers={"X-Request-ID": "secret-test-1"},
+                          timeout=30)
+    assert answer.status_code == 200 and answer.headers["X-Request-ID"] == "secret-test-1"
+    assert "Zorblaxitine" in answer.json()["unrecognized_medications"]
+    bad = {**SECRET_PROFILE, "goals": ["myasthenia_gravis"]}
+    assert session.post(base + URL, json={"profile": bad}, timeout=30).status_code == 422
+    batch = {"items": [{"id": "x", "profile": SECRET_PROFILE}, {"id": "y", "profile": bad}]}
+    assert session.post(base + URL + "/batch", json=batch, timeout=30).status_code == 200
+    assert session.get(base + "/dolutegravir?condition=myasthenia_gravis", timeout=30).status_code == 404
+    assert session.post(base + URL, data="Tivicay", headers={"Content-Type": "application/json"},
+                        timeout=30).status_code == 400
+
+    text = log_path.read_text()
+    for word in SECRET_WORDS:
+        assert word.lower() not in text.lower(), word
+    (line,) = [entry for entry in request_lines(text) if entry["request_id"] == "secret-test-1"]
+    assert line["endpoint"] == URL and line["status"] == 200
+    gunicorn_lines = [json.loads(row) for row in text.splitlines() if '"logger":"gunicorn.error"' in row]
+    assert any(entry["message"].startswith("Booting worker") for entry in gunicorn_lines)
