@@ -20,7 +20,7 @@ NON_JSON_BODY_PATHS: set[str] = set()
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app. ``test_config`` overrides settings (tests pass a dict)."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the widget serves its own script, filled in
     app.config.from_object(Config)
     app.config.update(from_environment())
     if test_config:

@@ -47,7 +47,7 @@ def _field_problem(field: str, message: str):
 @blp.route("/events")
 class Events(MethodView):
     @blp.doc(security=SHOP_KEY_SECURITY)
-    @blp.arguments(EventSchema)
+    @blp.arguments(EventSchema())
     @blp.alt_response(201, schema=EventResponseSchema, success=True, description="The event was recorded.")
     @blp.alt_response(401, description="No key, or an unknown or revoked key.")
     @blp.alt_response(403, description="A purchase sent without the secret key, or a key used from the wrong origin.")

@@ -52,7 +52,7 @@ class FeedbackResponseSchema(ma.Schema):
 
 @blp.route("/feedback")
 class Feedback(MethodView):
-    @blp.arguments(FeedbackSchema)
+    @blp.arguments(FeedbackSchema())
     @blp.alt_response(201, schema=FeedbackResponseSchema, success=True, description="The outcome was recorded.")
     def post(self, feedback):
         """Report how a recommended form worked out: tolerated, and helpful from 1 to 5.

@@ -48,7 +48,7 @@ def knowledge_text(key: str, locale: str) -> str:
 
 @blp.route("/handout")
 class Handout(MethodView):
-    @blp.arguments(RecommendationRequestSchema)
+    @blp.arguments(RecommendationRequestSchema())
     @blp.alt_response(200, success=True, content_type="text/html",
                       description="A self-contained HTML page with a print stylesheet.")
     def post(self, body):

@@ -51,7 +51,7 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
 
 @blp.route("/recommendations")
 class Recommendations(MethodView):
-    @blp.arguments(RecommendationRequestSchema)
+    @blp.arguments(RecommendationRequestSchema())
     @blp.alt_response(200, schema=RecommendationResponseSchema, success=True,
                       description="Ranked forms, exclusions, caveats and interactions.")
     def post(self, body):
@@ -78,7 +78,7 @@ def load_batch_item(item) -> dict:
 
 @blp.route("/recommendations/batch")
 class BatchRecommendations(MethodView):
-    @blp.arguments(BatchRequestSchema)
+    @blp.arguments(BatchRequestSchema())
     @blp.alt_response(200, schema=BatchResponseSchema, success=True,
                       description="One result per item, in input order: output or error.")
     def post(self, body):

@@ -6,6 +6,7 @@ never a silent coercion."""
 
 from __future__ import annotations
 
+import copy
 import numbers
 import re
 
@@ -67,6 +68,13 @@ def _word_list(words, description):
     )
 
 
+def defaults_of(schema_class):
+    """A load_default for a nested object left out: the schema's own defaults, computed
+    once (building a schema per request is a fifth of a request's cost) and copied per use."""
+    defaults = schema_class().load({})
+    return lambda: copy.deepcopy(defaults)
+
+
 class StrictSchema(ma.Schema):
     """Rejects unknown fields with a message that lists the allowed ones.
 
@@ -121,7 +129,7 @@ class ProfileSchema(StrictSchema):
         validate=validate.Length(max=MAX_LIST_ITEMS),
         metadata={"description": "Generic or brand names in any case, or rxcui:NNNN. Unknown names are echoed."},
     )
-    preferences = fields.Nested(PreferencesSchema, load_default=lambda: PreferencesSchema().load({}))
+    preferences = fields.Nested(PreferencesSchema, load_default=defaults_of(PreferencesSchema))
 
 
 CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -189,7 +197,7 @@ class OptionsSchema(StrictSchema):
 
 class RecommendationRequestSchema(StrictSchema):
     profile = fields.Nested(ProfileSchema, required=True)
-    options = fields.Nested(OptionsSchema, load_default=lambda: OptionsSchema().load({}))
+    options = fields.Nested(OptionsSchema, load_default=defaults_of(OptionsSchema))
 
 
 class BatchItemSchema(StrictSchema):
@@ -209,7 +217,7 @@ class BatchRequestSchema(StrictSchema):
         ),
         metadata={"description": f"At most {MAX_BATCH_ITEMS} items, each {{id, profile}}."},
     )
-    options = fields.Nested(OptionsSchema, load_default=lambda: OptionsSchema().load({}))
+    options = fields.Nested(OptionsSchema, load_default=defaults_of(OptionsSchema))
 
 
 # ---- response schemas (documentation; answers are built by models.answer) --------------
