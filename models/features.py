@@ -111,7 +111,8 @@ def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict
     ages = rules["age_groups"]
     n_conditions, n_goals = len(vocab.CONDITIONS), len(vocab.GOALS)
     derived = 1 + n_conditions + n_goals
-    features = np.empty((len(batch), len(FEATURE_NAMES)))
+    # Column-major: each factor is written as one contiguous column.
+    features = np.empty((len(batch), len(FEATURE_NAMES)), order="F")
     features[:, 0] = 1.0
     features[:, 1 : 1 + n_conditions] = batch.conditions
     features[:, 1 + n_conditions : derived] = batch.goals
