@@ -180,10 +180,9 @@ class Engine:
 
     def kidney_band(self, batch: ProfileBatch) -> np.ndarray:
         """Band row per profile: the data's band, the dialysis band, or unknown_band."""
-        # NaN (unknown) sorts after every edge, so it lands on the extra row.
+        # NaN (unknown) sorts after every edge, so it lands on row B, the extra row; a known
+        # eGFR (0..250) always lies below the last edge, which the loader checks exceeds 250.
         band = np.searchsorted(self.band_upper_edges, batch.egfr, side="right")
-        np.minimum(band, self.unknown_band, out=band)
-        band[np.isnan(batch.egfr)] = self.unknown_band
         band[batch.dialysis] = self.dialysis_band
         return band
 
@@ -275,9 +274,9 @@ class Engine:
         is ranked first. Eligible laxative forms are scaled (keeping their order) to score
         below the best eligible non-laxative form; with none, they are excluded. Only the
         GI-sensitive rows are touched."""
-        rows = np.flatnonzero(gi_sensitive)
-        if rows.size == 0:
+        if not gi_sensitive.any():
             return scores
+        rows = np.flatnonzero(gi_sensitive)
         row_scores, row_bits = scores[rows], bits[rows]
         eligible = row_bits == 0
         laxative_ok = eligible & self.laxative

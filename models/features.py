@@ -3,6 +3,7 @@ weights act on. One profile and a million profiles take the same path."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -118,6 +119,13 @@ def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict
     features[:, 1 + n_conditions : derived] = batch.goals
     features[:, derived] = kidney_moderate
     features[:, derived + 1] = batch.pregnant | batch.breastfeeding
-    features[:, derived + 2] = (batch.age >= ages["infant_below"]) & (batch.age <= ages["child_up_to"])
-    features[:, derived + 3] = batch.age >= ages["older_adult_from"]
+    features[:, derived + 2 : derived + 4] = _age_factors(ages["infant_below"], ages["child_up_to"],
+                                                          ages["older_adult_from"])[batch.age]
     return features
+
+
+@functools.cache
+def _age_factors(infant_below: int, child_up_to: int, older_adult_from: int) -> np.ndarray:
+    """Per age 0..120: (child, older adult), looked up rather than compared per profile."""
+    age = np.arange(121)
+    return np.column_stack([(age >= infant_below) & (age <= child_up_to), age >= older_adult_from]).astype(float)
