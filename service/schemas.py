@@ -289,6 +289,21 @@ class ExplanationSchema(ma.Schema):
                                 metadata={"description": "baseline + the sum of their scores = the score."})
 
 
+class ProductOfferSchema(ma.Schema):
+    """A shop's product under a recommended form (only in answers made with a shop's key)."""
+
+    sku = fields.String(required=True)
+    name = fields.String(required=True)
+    url = fields.String(required=True)
+    elemental_mg_per_unit = fields.Float(required=True)
+    units_per_day = fields.Integer(required=True, metadata={"description": "Fewest whole units within the dose range."})
+    elemental_mg_per_day = fields.Float(required=True)
+    days_per_pack = fields.Integer(required=True)
+    price = fields.Float(required=True)
+    currency = fields.String(required=True)
+    cost_per_day = fields.Float(required=True)
+
+
 class RecommendationSchema(ma.Schema):
     rank = fields.Integer(required=True)
     form = fields.String(required=True)
@@ -299,6 +314,9 @@ class RecommendationSchema(ma.Schema):
     caveats = fields.List(fields.Nested(CaveatSchema), required=True)
     dose = fields.Nested(DoseSchema, required=True)
     explanation = fields.Nested(ExplanationSchema, metadata={"description": "With options.explain."})
+    products = fields.List(fields.Nested(ProductOfferSchema),
+                           metadata={"description": "With a shop's key: its products of this form, cheapest a day "
+                                                    "first (at most 5)."})
 
 
 class ExclusionReasonSchema(ma.Schema):
