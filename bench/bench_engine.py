@@ -19,11 +19,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from common import code_state  # bench/ is on sys.path when run as a script
 
 import models
 from models import vocabulary as vocab
@@ -51,22 +51,6 @@ def load_profile() -> tuple[dict, str]:
     else:
         profile, origin = dict(FALLBACK_PROFILE), "built-in copy of request.json"
     return profile, origin
-
-
-def code_state(project: Path) -> str:
-    """The commit measured, and whether models/ or service/ had uncommitted changes."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    if git("rev-parse", "--show-toplevel") != str(project.resolve()):
-        return f"{project} (not a git checkout)"
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "models", "service", "wsgi.py")
-    state = " + uncommitted changes in models/ or service/" if dirty else " (clean models/ and service/)"
-    return f"{project} at {commit}{state}"
 
 
 def percentiles_us(samples_ns: list[int]) -> tuple[float, float, float]:

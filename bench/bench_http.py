@@ -33,6 +33,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from common import code_state  # bench/ is on sys.path when run as a script
+
 BENCH = Path(__file__).resolve().parent
 PROJECT = BENCH.parent
 SHARED_BENCH = PROJECT.parent / "shared" / "bench"
@@ -40,22 +42,6 @@ LUA = BENCH / "wrk_post.lua"
 PATH = "/v1/recommendations"
 RATIO_TARGET = 0.6
 MARKER = "--- formwise-bench ---"
-
-
-def code_state(project: Path) -> str:
-    """The commit measured, and whether models/ or service/ had uncommitted changes."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    if git("rev-parse", "--show-toplevel") != str(project.resolve()):
-        return f"{project} (not a git checkout)"
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "models", "service", "wsgi.py")
-    state = " + uncommitted changes in models/ or service/" if dirty else " (clean models/ and service/)"
-    return f"{project} at {commit}{state}"
 
 
 def free_port() -> int:
