@@ -59,27 +59,33 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _register_parts(app: Flask, api: ProblemApi) -> None:
-    """Every part of the service, in one list. A part is a module with a smorest or Flask
+    """Every part of the service, in one place. A part is a module with a smorest or Flask
     blueprint ``blp`` and/or an ``init_app(app, api)`` hook for what it needs at start-up
     (database, limits, metrics, logging)."""
-    from service import docs, forms, health, recommendations
+    from service import (
+        catalog,
+        cds_hooks,
+        db,
+        docs,
+        events,
+        feedback,
+        forms,
+        handout,
+        health,
+        limits,
+        observability,
+        recommendations,
+        shops,
+        widget,
+    )
 
-    for part in (recommendations, forms, health):
+    # Documented in /openapi.json (smorest blueprints).
+    for part in (recommendations, forms, health, handout):
         api.register_blueprint(part.blp)
-    app.register_blueprint(docs.blp)
-
-    # Pharmacists and clinical systems: the printable handout and CDS Hooks.
-    from service import cds_hooks, handout
-
-    api.register_blueprint(handout.blp)
-    app.register_blueprint(cds_hooks.blp)
-
-    # Web shops: the database first; the key check (shops) before the per-key rate limit.
-    from service import catalog, db, events, feedback, limits, shops, widget
-
-    for part in (db, shops, limits, catalog, events, feedback, widget):
+    # Plain Flask blueprints: the docs page and CDS Hooks (its own specification).
+    for part in (docs, cds_hooks):
+        app.register_blueprint(part.blp)
+    # Parts with start-up needs, in order: the database first; the key check (shops) before
+    # the per-key rate limit; observability last, so that it wraps every other hook.
+    for part in (db, shops, limits, catalog, events, feedback, widget, observability):
         part.init_app(app, api)
-
-    from service import observability
-
-    observability.init_app(app, api)
