@@ -43,10 +43,6 @@ class ScoredBatch:
     elemental_max: np.ndarray  # float64 (n, F) mg/day
     features: np.ndarray  # float64 (n, K)
 
-    @property
-    def excluded(self) -> np.ndarray:
-        return self.exclusion_bits != 0
-
 
 @functools.cache
 def _one_blas_thread() -> None:
@@ -293,14 +289,10 @@ class Engine:
 
     # -- explanations ---------------------------------------------------------------------
 
-    def contributions(self, features_row: np.ndarray, form: int) -> list[tuple[int, int, float]]:
-        """(feature, attribute, utility contribution) for one profile and form, for the
-        active weight terms, largest magnitude first (ties: feature, then attribute order)."""
-        return self.contribution_terms(features_row, (form,))[0]
-
     def contribution_terms(self, features_row: np.ndarray, forms, limit: int | None = None,
                            min_abs: float = 0.0) -> list[list[tuple[int, int, float]]]:
-        """contributions() for several forms of one profile, computed together; at most
+        """Per form of one profile: (feature, attribute, utility contribution) for the active
+        weight terms, largest magnitude first (ties: feature, then attribute order); at most
         ``limit`` terms per form, each at least ``min_abs`` in magnitude."""
         active = np.flatnonzero(features_row)
         # (active features, attributes, forms): feature value x weight x centred attribute

@@ -824,8 +824,7 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
             with signals_deferred():  # an interrupt lands once both files exist and are known here
                 output = LinesWriter(output_path) if output_kind == "jsonl" else TableWriter(output_path, output_kind)
                 rejects = open_rejects(rejects_path)
-            with _single_threaded_blas():
-                _run(reader, scorer, output, rejects, summary, bar, workers)
+            _run(reader, scorer, output, rejects, summary, bar, workers)  # the engine keeps BLAS to one thread
             empty = None if output_kind == "jsonl" else scorer.empty_output()
             with signals_deferred():  # both files, or neither
                 rejects.commit(REJECT_SCHEMA.empty_table())
@@ -926,15 +925,6 @@ def _reuse_freed_memory() -> None:
         return
     for parameter, value in _MALLOC_SETTINGS.items():
         mallopt(ctypes.c_int(parameter), ctypes.c_int(value))
-
-
-def _single_threaded_blas():
-    """Chunks already run in parallel; BLAS threads inside each would only contend."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 READ_AHEAD_CHUNKS = 16  # chunks read (not yet validated) while the model loads
