@@ -9,6 +9,8 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort
 
+from service.schemas import StrictSchema
+
 # No request of the API nests deeper than 6 levels; 32 leaves room and still stops bodies
 # built to make every later step (validation, logging, errors) walk thousands of levels.
 DEFAULT_JSON_MAX_DEPTH = 32
@@ -41,6 +43,14 @@ class OrjsonParser(FlaskParser):
         if nested_deeper_than(document, limit):
             abort(400, messages={"body": [f"JSON nested deeper than {limit} levels of arrays and objects."]})
         return document
+
+    def _process_location_data(self, location_data, schema, req, location, unknown, validators):
+        """A JSON body goes through the schema's compiled fast path first (service/fast_load.py);
+        what it cannot vouch for is loaded by marshmallow as usual."""
+        fast = location == "json" and not validators and location_data is not core.missing
+        if fast and isinstance(schema, StrictSchema):
+            return schema.load_fast(location_data)
+        return super()._process_location_data(location_data, schema, req, location, unknown, validators)
 
     def handle_invalid_json_error(self, error, req, *args, **kwargs):
         abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)

@@ -67,11 +67,11 @@ def load_batch_item(item) -> dict:
     """A validated profile from one batch item; messages are relative to the item."""
     if not isinstance(item, dict):
         raise ma.ValidationError({"item": ["Must be an object with id and profile."]})
-    checked = batch_item_schema.load(item)
+    checked = batch_item_schema.load_fast(item)
     if not isinstance(checked["profile"], dict):
         raise ma.ValidationError({"profile": ["Must be an object."]})
     try:
-        return profile_schema.load(checked["profile"])
+        return profile_schema.load_fast(checked["profile"])
     except ma.ValidationError as error:
         raise ma.ValidationError({"profile": error.messages}) from None
 
