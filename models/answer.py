@@ -78,13 +78,21 @@ class AnswerBuilder:
         self.forms = self.kb.forms
         self.source_grades = load_source_grades()
         self.timing = TimingPlanner(self.kb, engine.medicines)
+        self._caveat_templates: dict[tuple, dict] = {}
+        self._reason_templates: dict[tuple, dict] = {}
 
     def _caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
-        caveat = self.kb.caveats[code]
-        item = {"code": code, "severity": severity or caveat.severity, "text": caveat.text(locale)}
-        if caveat.source:
-            item["source"] = caveat.source
-        return item
+        """A fresh caveat object (callers may add to it), copied from one built per
+        (code, locale, severity): answers repeat the same few caveats."""
+        key = (code, locale, severity)
+        template = self._caveat_templates.get(key)
+        if template is None:
+            caveat = self.kb.caveats[code]
+            template = {"code": code, "severity": severity or caveat.severity, "text": caveat.text(locale)}
+            if caveat.source:
+                template["source"] = caveat.source
+            self._caveat_templates[key] = template
+        return dict(template)
 
     def answers(self, batch: ProfileBatch, scored: ScoredBatch, limit: int = 3, locale: str = "en",
                 explain: bool = False, schedule: dict | None = None, waking_hours: dict | None = None) -> list[dict]:
@@ -116,9 +124,9 @@ class AnswerBuilder:
             excluded.append({"form": form.id, "name": form.name, "reasons": reasons})
 
         caveats = []
-        for code in vocab.ANSWER_CAVEATS:
-            column = vocab.ANSWER_CAVEATS.index(code)
-            if scored.caveats[row, column]:
+        for column, raised in enumerate(scored.caveats[row].tolist()):
+            if raised:
+                code = vocab.ANSWER_CAVEATS[column]
                 severity = None
                 if code == "medication_interaction":
                     severity = vocab.SEVERITIES[scored.interaction_severity[row]]
@@ -168,8 +176,8 @@ class AnswerBuilder:
         form = self.forms[form_index]
         form_caveats = [
             self._caveat(code, locale)
-            for position, code in enumerate(vocab.FORM_CAVEATS)
-            if scored.form_caveats[row, form_index, position]
+            for code, raised in zip(vocab.FORM_CAVEATS, scored.form_caveats[row, form_index].tolist(), strict=True)
+            if raised
         ]
         elemental_min = float(scored.elemental_min[row, form_index])
         elemental_max = float(scored.elemental_max[row, form_index])
@@ -267,16 +275,23 @@ class AnswerBuilder:
                  "min": fewest, "max": most, "fits_dose": most >= 1, "note": unit.note, "source": unit.source}]
 
     def _reasons(self, terms: list[tuple[int, int, float]], locale: str) -> list[dict]:
+        """Fresh reason objects (explain adds evidence to them), copied from one built per
+        (feature, attribute, direction, locale)."""
         reasons = []
         for k, m, value in terms:
-            feature, attribute = FEATURE_NAMES[k], self.engine.attribute_names[m]
-            weight_row = self.engine.weight_rows.get((k, m))
-            positive = value > 0
-            if weight_row is not None:
-                texts = weight_row.reason_plus if positive else weight_row.reason_minus
-                text = texts.get(locale) or texts[vocab.DEFAULT_LOCALE]
-            else:  # a learned weight with no hand-written text
-                text = f"{attribute.replace('_', ' ')} ({'better' if positive else 'worse'} than most forms)"
-            reasons.append({"factor": factor_label(feature, attribute), "effect": "+" if positive else "-",
-                            "text": text})
+            key = (k, m, value > 0, locale)
+            template = self._reason_templates.get(key)
+            if template is None:
+                template = self._reason_templates[key] = self._reason(*key)
+            reasons.append(dict(template))
         return reasons
+
+    def _reason(self, k: int, m: int, positive: bool, locale: str) -> dict:
+        feature, attribute = FEATURE_NAMES[k], self.engine.attribute_names[m]
+        weight_row = self.engine.weight_rows.get((k, m))
+        if weight_row is not None:
+            texts = weight_row.reason_plus if positive else weight_row.reason_minus
+            text = texts.get(locale) or texts[vocab.DEFAULT_LOCALE]
+        else:  # a learned weight with no hand-written text
+            text = f"{attribute.replace('_', ' ')} ({'better' if positive else 'worse'} than most forms)"
+        return {"factor": factor_label(feature, attribute), "effect": "+" if positive else "-", "text": text}

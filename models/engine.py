@@ -295,19 +295,19 @@ class Engine:
         weight terms, largest magnitude first (ties: feature, then attribute order); at most
         ``limit`` terms per form, each at least ``min_abs`` in magnitude."""
         active = np.flatnonzero(features_row)
+        forms = list(forms)
         # (active features, attributes, forms): feature value x weight x centred attribute
         terms = (features_row[active, None, None] * self.weights[active, :, None]) * self.centred_attributes.T[
-            None, :, list(forms)]
+            None, :, forms]
         n_attributes = terms.shape[1]
-        flat = terms.reshape(-1, terms.shape[2])
+        flat = terms.reshape(-1, len(forms))
         ordered = np.argsort(-np.abs(flat), axis=0, kind="stable")[:limit]
-        values = np.take_along_axis(flat, ordered, axis=0)
+        values = flat[ordered, np.arange(len(forms))]
         keep = (values != 0.0) & (np.abs(values) >= min_abs)
+        features = active.tolist()
         return [
-            [
-                (int(active[index // n_attributes]), int(index % n_attributes), float(value))
-                for index, value in zip(ordered[keep[:, column], column].tolist(),
-                                        values[keep[:, column], column].tolist(), strict=True)
-            ]
-            for column in range(flat.shape[1])
+            [(features[index // n_attributes], index % n_attributes, value)
+             for index, value, kept in zip(form_order, form_values, form_keep, strict=True) if kept]
+            for form_order, form_values, form_keep in zip(ordered.T.tolist(), values.T.tolist(), keep.T.tolist(),
+                                                          strict=True)
         ]

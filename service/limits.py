@@ -57,6 +57,22 @@ def _add_limit_headers(limiter: Limiter):
     return add
 
 
+def _check_only_counted_requests(app: Flask, limiter: Limiter) -> None:
+    """Requests the limit exempts skip the limiter altogether: its own check (which asks the
+    request filter only after looking up the view and its limits) was a tenth of an
+    unkeyed request's cost. Counted requests go through it unchanged."""
+    hooks = app.before_request_funcs.setdefault(None, [])
+    check = limiter._check_request_limit
+    if check not in hooks:  # another flask-limiter version: its own filter still exempts
+        return
+
+    def check_counted_requests():
+        if not _exempt():
+            check()
+
+    hooks[hooks.index(check)] = check_counted_requests
+
+
 def init_app(app: Flask, api=None) -> None:
     """Call after service.shops.init_app: the limit is per key, so the key is checked first."""
     rate_limit = _setting(app, "FORMWISE_RATE_LIMIT", DEFAULT_RATE_LIMIT)
@@ -75,8 +91,7 @@ def init_app(app: Flask, api=None) -> None:
         key_prefix="formwise",
     )
     limiter.init_app(app)
-    # Requests the limit exempts skip the limiter's per-request work altogether (it was a
-    # tenth of an unkeyed request's cost).
     limiter.request_filter(_exempt)
+    _check_only_counted_requests(app, limiter)
     app.after_request(_add_limit_headers(limiter))
     app.extensions["formwise_limiter"] = limiter

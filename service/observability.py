@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import logging
 import os
 import re
@@ -152,11 +153,24 @@ def configure_logging(level: str | int = "INFO") -> None:
     logger.setLevel(level.upper() if isinstance(level, str) else level)
 
 
+@functools.cache
+def _template_of(rule_text: str) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule_text)
+
+
 def route_template(rule) -> str:
     """``/v1/forms/<string:form_id>`` as ``/v1/forms/{form_id}``: bounded, and free of what callers sent."""
     if rule is None:
         return UNMATCHED_ENDPOINT
-    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+    return _template_of(rule.rule)
+
+
+@functools.cache
+def _request_metrics(endpoint: str, method: str, status: str):
+    """The labelled counter and histogram of one (route, method, status): looked up once,
+    since ``labels()`` costs more than the observation itself."""
+    return (REQUESTS.labels(endpoint=endpoint, method=method, status=status),
+            REQUEST_LATENCY.labels(endpoint=endpoint, method=method, status=status))
 
 
 def _start_request() -> None:
@@ -165,43 +179,48 @@ def _start_request() -> None:
     g.request_started = time.perf_counter()
 
 
-def _security_headers(response: Response) -> None:
+def _security_headers(response: Response, path: str, method: str) -> None:
+    """The security headers a view has not set itself (one pass over the response's headers)."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    frameable = request.path in FRAMEABLE_PATHS
-    if "Content-Security-Policy" not in headers:  # a view that set its own policy knows best
+    present = {name.lower() for name, _ in headers.items()}
+    frameable = path in FRAMEABLE_PATHS
+    wanted = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+    if "content-security-policy" not in present:  # a view that set its own policy knows best
         if response.mimetype == "text/html":
             ancestors = current_app.config.get("FRAME_ANCESTORS", "*") if frameable else "'none'"
-            headers["Content-Security-Policy"] = PAGE_CONTENT_SECURITY_POLICY.format(ancestors=ancestors)
+            wanted.append(("Content-Security-Policy", PAGE_CONTENT_SECURITY_POLICY.format(ancestors=ancestors)))
         else:
-            headers["Content-Security-Policy"] = API_CONTENT_SECURITY_POLICY
+            wanted.append(("Content-Security-Policy", API_CONTENT_SECURITY_POLICY))
     if not frameable:
-        headers.setdefault("X-Frame-Options", "DENY")
-    if request.path in CROSS_ORIGIN_SCRIPT_PATHS:
-        headers.setdefault("Cross-Origin-Resource-Policy", "cross-origin")
-    if request.method == "POST" and request.path.startswith("/v1/"):
-        headers.setdefault("Cache-Control", "no-store")  # answers are derived from health data
+        wanted.append(("X-Frame-Options", "DENY"))
+    if path in CROSS_ORIGIN_SCRIPT_PATHS:
+        wanted.append(("Cross-Origin-Resource-Policy", "cross-origin"))
+    if method == "POST" and path.startswith("/v1/"):
+        wanted.append(("Cache-Control", "no-store"))  # answers are derived from health data
+    headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
 
 
 def _finish_request(response: Response) -> Response:
+    current = request._get_current_object()  # one proxy lookup instead of one per attribute
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
-    _security_headers(response)
+    _security_headers(response, current.path, current.method)
     started = g.get("request_started")
     duration = time.perf_counter() - started if started is not None else 0.0
-    endpoint = route_template(request.url_rule)
-    status = str(response.status_code)
-    REQUESTS.labels(endpoint=endpoint, method=request.method, status=status).inc()
-    REQUEST_LATENCY.labels(endpoint=endpoint, method=request.method, status=status).observe(duration)
-    log.info("request", extra={"request_id": request_id, "fields": {
-        "method": request.method,
-        "endpoint": endpoint,
-        "status": response.status_code,
-        "duration_ms": round(duration * 1000, 3),
-        "request_bytes": request.content_length or 0,
-        "response_bytes": response.calculate_content_length(),
-    }})
+    endpoint = route_template(current.url_rule)
+    status = response.status_code
+    counter, latency = _request_metrics(endpoint, current.method, str(status))
+    counter.inc()
+    latency.observe(duration)
+    if log.isEnabledFor(logging.INFO):
+        log.info("request", extra={"request_id": request_id, "fields": {
+            "method": current.method,
+            "endpoint": endpoint,
+            "status": status,
+            "duration_ms": round(duration * 1000, 3),
+            "request_bytes": current.content_length or 0,
+            "response_bytes": response.calculate_content_length(),
+        }})
     return response
 
 

@@ -226,7 +226,10 @@ def add_cors_headers(response):
     answers are readable from any registered origin, so a shop can see what went wrong."""
     if not request.path.startswith("/v1/") or _is_preflight():
         return response
-    response.vary.add("Origin")
+    if "Vary" in response.headers:
+        response.vary.add("Origin")
+    else:
+        response.headers["Vary"] = "Origin"  # the common case, without parsing a header set
     origin = request.headers.get("Origin")
     if origin is None:
         return response
