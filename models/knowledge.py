@@ -402,11 +402,11 @@ def normalize_medicine_name(name: str) -> str:
     return " ".join(name.lower().split())
 
 
-def _load_medicines(path: Path) -> tuple[dict[str, Medicine], dict[str, str]]:
+def _load_medicines(path: Path, citations) -> tuple[dict[str, Medicine], dict[str, str]]:
     classes: dict[str, list[str]] = {}
     ingredients: dict[str, list[str]] = {}
     rxcui_to_ingredient: dict[str, str] = {}
-    for row, record in _read_csv(path, ("name", "drug_class", "kind", "ingredient", "rxcui")):
+    for row, record in _read_csv(path, ("name", "drug_class", "kind", "ingredient", "rxcui", "rxcui_source")):
         name = normalize_medicine_name(record["name"])
         if not name:
             raise KnowledgeBaseError(path, row, "name", "value is required")
@@ -425,6 +425,11 @@ def _load_medicines(path: Path) -> tuple[dict[str, Medicine], dict[str, str]]:
             if rxcui_to_ingredient.get(record["rxcui"], ingredient) != ingredient:
                 raise KnowledgeBaseError(path, row, "rxcui", f"RxCUI {record['rxcui']} names two ingredients")
             rxcui_to_ingredient[record["rxcui"]] = ingredient
+            if not record["rxcui_source"]:
+                raise KnowledgeBaseError(path, row, "rxcui_source", "an rxcui needs a source id")
+            _source(path, row, record, citations, name="rxcui_source")
+        elif record["rxcui_source"]:
+            raise KnowledgeBaseError(path, row, "rxcui_source", "a source is given but there is no rxcui")
     medicines = {
         name: Medicine(name, tuple(classes[name]), tuple(dict.fromkeys(ingredients[name]))) for name in classes
     }
@@ -599,7 +604,7 @@ def load_knowledge_base(supplement: str = "magnesium", folder: Path | None = Non
     citations = _load_citations(shared / "citations.csv")
     forms = _load_forms(folder, citations)
     form_ids = tuple(form.id for form in forms)
-    medicines, rxcui_to_ingredient = _load_medicines(shared / "medicines.csv")
+    medicines, rxcui_to_ingredient = _load_medicines(shared / "medicines.csv", citations)
     attribute_names = SCORED_ATTRIBUTES + tuple(f"evidence_{goal}" for goal in vocab.GOALS)
     upper, start, rda_rows = _load_intake_limits(folder / "intake_limits.csv", citations)
     rules = _load_rules(folder / "rules.toml", citations)

@@ -58,7 +58,9 @@ def test_a_malformed_code_row_names_the_file_row_and_field(tmp_path, file_name, 
 
 
 def test_every_ingredient_rxcui_resolves_to_its_medicine():
-    assert KB.rxcui_to_ingredient, "medicines.csv lists RxCUIs"
+    ingredients = {i for medicine in KB.medicines.values() for i in medicine.ingredients}
+    assert set(KB.rxcui_to_ingredient.values()) == ingredients, "every ingredient has an RxCUI"
+    assert len(KB.rxcui_to_ingredient) == len(ingredients), "and only one"
     reader = FhirProfileReader(CODES, MEDICINES)
     for rxcui, ingredient in KB.rxcui_to_ingredient.items():
         assert MEDICINES.lookup(f"rxcui:{rxcui}") is KB.medicines[ingredient]

@@ -3,6 +3,7 @@ with the file, row and field named."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -65,6 +66,17 @@ def test_medicine_names_cover_every_interaction_class_and_rxcuis_resolve():
         assert ingredient in kb.medicines
 
 
+def test_every_ingredient_has_one_sourced_rxcui_on_its_own_row():
+    kb = default_knowledge_base()
+    with (DATA_DIR / "medicines.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    ingredients = {row["ingredient"] for row in rows}
+    coded = [row for row in rows if row["rxcui"]]
+    assert sorted(row["ingredient"] for row in coded) == sorted(ingredients), "one RxCUI per ingredient"
+    assert all(row["name"] == row["ingredient"] and row["rxcui_source"] in kb.citations for row in coded)
+    assert not any(row["rxcui_source"] for row in rows if not row["rxcui"])
+
+
 def test_upper_limits_match_the_contract():
     kb = default_knowledge_base()
     assert kb.upper_limit_by_age[1] == kb.upper_limit_by_age[3] == 65
@@ -110,6 +122,12 @@ def test_a_copy_loads_from_a_folder(data_copy):
         ("rules.toml", "[thresholds]", "[thresholds", ["rules.toml", "not valid TOML"]),
         ("manifest.toml", 'knowledge_base_version = "', 'knowledge_base_versio = "',
          ["manifest.toml", "knowledge_base_version"]),
+        ("../../medicines.csv", "omeprazole,7646,cpic-drug-table", "omeprazole,7646,",
+         ["medicines.csv", "row 64", "field 'rxcui_source'", "needs a source id"]),
+        ("../../medicines.csv", "omeprazole,7646,cpic-drug-table", "omeprazole,7646,nowhere-2024",
+         ["medicines.csv", "row 64", "field 'rxcui_source'", "nowhere-2024"]),
+        ("../../medicines.csv", "prilosec,ppi,brand,omeprazole,,", "prilosec,ppi,brand,omeprazole,,rxnorm-release",
+         ["medicines.csv", "row 65", "field 'rxcui_source'", "no rxcui"]),
     ],
 )
 def test_malformed_files_name_file_row_and_field(data_copy, file, old, new, expected):
