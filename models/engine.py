@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models import vocabulary as vocab
-from models.features import FEATURE_NAMES, ProfileBatch, feature_matrix
+from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, feature_matrix
 from models.knowledge import KnowledgeBase
 from models.medicines import MedicineIndex
 
@@ -141,7 +141,7 @@ class Engine:
                 gi_columns[words.index(condition), 0] = 1.0
         for condition in vocab.GI_SENSITIVE_CONDITIONS:
             gi_columns[words.index(condition), 1] = 1.0
-        self.word_triggers = np.concatenate([self.word_caveats, gi_columns], axis=1)
+        self.word_triggers = np.concatenate([self.word_caveats, gi_columns], axis=1).astype(np.float64)
         self.laxative_exclusion_bits = np.where(self.laxative, EXCLUSION_BIT["may_worsen_diarrhea"], 0).astype(
             np.uint8)
 
@@ -163,6 +163,13 @@ class Engine:
         units_for_start_by_age = np.ceil(kb.start_dose_by_age[:, None] / self.unit_elemental_mg)
         # (age, units a day allowed) -> forms whose starting dose needs more units than that.
         most_units = max(12, kb.rules["thresholds"]["default_max_units_per_day"])
+        # max_units_per_day as given (0: not set) -> the units a day allowed.
+        self.allowed_units_by_setting = np.arange(most_units + 1)
+        self.allowed_units_by_setting[0] = kb.rules["thresholds"]["default_max_units_per_day"]
+        # Per age: the dose range before any max_units_per_day (upper limit floored; NaN for
+        # infants, who have none and are excluded anyway).
+        self.elemental_max_by_age = np.repeat(np.floor(kb.upper_limit_by_age)[:, None], n_forms, axis=1)
+        self.elemental_min_by_age = np.minimum(kb.start_dose_by_age[:, None], self.elemental_max_by_age)
         self.burden_by_age_and_units = units_for_start_by_age[:, None, :] > np.arange(most_units + 1)[None, :, None]
         # Columns of the answer caveats set straight from one profile column each.
         self.direct_caveat_columns = [
@@ -179,8 +186,7 @@ class Engine:
         # NaN (unknown) sorts after every edge, so it lands on row B, the extra row; a known
         # eGFR (0..250) always lies below the last edge, which the loader checks exceeds 250.
         band = np.searchsorted(self.band_upper_edges, batch.egfr, side="right")
-        band[batch.dialysis] = self.dialysis_band
-        return band
+        return np.where(batch.dialysis, self.dialysis_band, band)
 
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         """Scores, masks, caveats and doses for every profile and form, vectorized."""
@@ -195,8 +201,7 @@ class Engine:
         scores = np.reciprocal(np.exp(np.negative(utility, out=utility), out=utility) + 1.0)
 
         # ---- hard safety rules: masks applied after scoring --------------------------
-        words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float32)
-        word_hits = (words @ self.word_triggers) > 0
+        word_hits = (features[:, WORD_FEATURES] @ self.word_triggers) > 0
         gi_exclude, gi_sensitive = word_hits[:, -2], word_hits[:, -1]
         infant = batch.age < ages["infant_below"]
         bits = self.band_exclusion_bits[band]
@@ -227,16 +232,15 @@ class Engine:
         max_severity = severity.max(axis=1).astype(np.int8)
 
         # ---- dose, capped by the age's supplemental upper limit ------------------------
-        upper_limit = self.kb.upper_limit_by_age[batch.age]
-        start_dose = self.kb.start_dose_by_age[batch.age][:, None]
-        elemental_max = np.repeat(np.floor(upper_limit)[:, None], len(self.form_ids), axis=1)
-        capped = np.flatnonzero(batch.max_units_per_day > 0)  # the few who set max_units_per_day
-        if capped.size:
+        elemental_max = self.elemental_max_by_age[batch.age]
+        elemental_min = self.elemental_min_by_age[batch.age]
+        if batch.max_units_per_day.any():  # the few who set max_units_per_day
+            capped = np.flatnonzero(batch.max_units_per_day > 0)
             unit_cap = batch.max_units_per_day[capped, None] * self.unit_elemental_mg
             elemental_max[capped] = np.floor(np.minimum(elemental_max[capped], unit_cap))
-        elemental_min = np.minimum(start_dose, elemental_max)
-        allowed_units = np.where(batch.max_units_per_day > 0, batch.max_units_per_day,
-                                 rules["thresholds"]["default_max_units_per_day"])
+            start_dose = self.kb.start_dose_by_age[batch.age[capped]][:, None]
+            elemental_min[capped] = np.minimum(start_dose, elemental_max[capped])
+        allowed_units = self.allowed_units_by_setting[batch.max_units_per_day]
         high_unit_burden = self.burden_by_age_and_units[batch.age, allowed_units]
         worsens_diarrhea = gi_sensitive[:, None] & self.laxative
 

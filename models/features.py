@@ -23,6 +23,8 @@ FEATURE_NAMES = (
     *(f"goal:{g}" for g in vocab.GOALS),
     *PROFILE_FACTORS,
 )
+# The feature columns that are the profile's words (conditions, then goals), 0 or 1.
+WORD_FEATURES = slice(1, 1 + len(vocab.CONDITIONS) + len(vocab.GOALS))
 CONDITION_COLUMN = {c: i for i, c in enumerate(vocab.CONDITIONS)}
 GOAL_COLUMN = {g: i for i, g in enumerate(vocab.GOALS)}
 SEX_CODE = {s: i for i, s in enumerate(vocab.SEXES)}

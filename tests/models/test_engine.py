@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models import vocabulary as vocab
-from models.features import FEATURE_NAMES
+from models.features import FEATURE_NAMES, WORD_FEATURES
 from models.knowledge import default_knowledge_base
 from models.recommender import Recommender
 
@@ -232,3 +232,9 @@ def test_contributions_sum_to_the_utility(rec):
 def test_the_limit_caps_the_recommendations(rec):
     assert len(ask(rec, limit=1)["recommendations"]) == 1
     assert len(ask(rec, limit=3)["recommendations"]) == 3
+
+
+def test_the_word_feature_columns_are_the_conditions_then_the_goals():
+    """The engine reads its word-triggered rules from these columns of the feature matrix."""
+    expected = tuple(f"condition:{word}" for word in vocab.CONDITIONS) + tuple(f"goal:{word}" for word in vocab.GOALS)
+    assert FEATURE_NAMES[WORD_FEATURES] == expected
