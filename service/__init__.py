@@ -4,6 +4,8 @@ It translates HTTP to and from the engine in ``models/`` and owns nothing clinic
 
 from __future__ import annotations
 
+from inspect import iscoroutinefunction
+
 from flask import Flask, request
 
 from models.knowledge import load_knowledge_base
@@ -18,9 +20,32 @@ LARGE_BODY_ENDPOINTS = {"recommendations.BatchRecommendations"}
 NON_JSON_BODY_PATHS: set[str] = set()
 
 
+class FormwiseFlask(Flask):
+    """Flask, less one per-request cost: whether a view or hook is an ``async def`` is
+    asked once per function instead of on every call (fifteen times a request)."""
+
+    MAX_REMEMBERED = 4096  # views and hooks are a fixed set; this only bounds odd callers
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._is_coroutine: dict = {}
+
+    def ensure_sync(self, func):
+        key = getattr(func, "__func__", func)  # a bound method: the function behind it
+        try:
+            is_coroutine = self._is_coroutine[key]
+        except KeyError:
+            is_coroutine = iscoroutinefunction(func)
+            if len(self._is_coroutine) < self.MAX_REMEMBERED:
+                self._is_coroutine[key] = is_coroutine
+        except TypeError:  # an unhashable callable
+            return super().ensure_sync(func)
+        return self.async_to_sync(func) if is_coroutine else func
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app. ``test_config`` overrides settings (tests pass a dict)."""
-    app = Flask(__name__, static_folder=None)  # the widget serves its own script, filled in
+    app = FormwiseFlask(__name__, static_folder=None)  # the widget serves its own script, filled in
     app.config.from_object(Config)
     app.config.update(from_environment())
     if test_config:

@@ -8,11 +8,12 @@ workers and hosts. A call over the limit gets a 429 problem with ``Retry-After``
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from limits import parse_many
 
@@ -41,8 +42,45 @@ def _exempt() -> bool:
     return not request.path.startswith("/v1/") or request.method == "OPTIONS" or shops.current_shop() is None
 
 
+COUNTED_FLAG = "_formwise_rate_counted"
+
+
+def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
+    """Requests the limit exempts skip the limiter altogether: its check (which asks the
+    request filter only after looking up the view and its limits), its response hook and
+    its teardown were a tenth of an unkeyed request's cost. Counted requests go through
+    all three unchanged. With another flask-limiter whose hooks are not found, nothing is
+    replaced (its request filter still exempts)."""
+    before = app.before_request_funcs.setdefault(None, [])
+    after = app.after_request_funcs.setdefault(None, [])
+    teardown = app.teardown_request_funcs.setdefault(None, [])
+    check = limiter._check_request_limit
+    inject = next((hook for hook in after if isinstance(hook, functools.partial) and hook.args == (limiter,)), None)
+    release = next((hook for hook in teardown if getattr(hook, "__self__", None) is limiter), None)
+    if check not in before or inject is None or release is None:
+        return
+
+    def check_counted_request():
+        if not _exempt():
+            setattr(g, COUNTED_FLAG, True)
+            check()
+
+    def headers_of_counted_request(response):
+        return inject(response) if g.get(COUNTED_FLAG) else response
+
+    def release_counted_request(error=None):
+        if g.get(COUNTED_FLAG):
+            release(error)
+
+    before[before.index(check)] = check_counted_request
+    after[after.index(inject)] = headers_of_counted_request
+    teardown[teardown.index(release)] = release_counted_request
+
+
 def _add_limit_headers(limiter: Limiter):
     def add(response):
+        if not g.get(COUNTED_FLAG):
+            return response
         current = limiter.current_limit
         if current is None:
             return response
@@ -55,22 +93,6 @@ def _add_limit_headers(limiter: Limiter):
         return response
 
     return add
-
-
-def _check_only_counted_requests(app: Flask, limiter: Limiter) -> None:
-    """Requests the limit exempts skip the limiter altogether: its own check (which asks the
-    request filter only after looking up the view and its limits) was a tenth of an
-    unkeyed request's cost. Counted requests go through it unchanged."""
-    hooks = app.before_request_funcs.setdefault(None, [])
-    check = limiter._check_request_limit
-    if check not in hooks:  # another flask-limiter version: its own filter still exempts
-        return
-
-    def check_counted_requests():
-        if not _exempt():
-            check()
-
-    hooks[hooks.index(check)] = check_counted_requests
 
 
 def init_app(app: Flask, api=None) -> None:
@@ -92,6 +114,6 @@ def init_app(app: Flask, api=None) -> None:
     )
     limiter.init_app(app)
     limiter.request_filter(_exempt)
-    _check_only_counted_requests(app, limiter)
+    _limiter_only_for_counted_requests(app, limiter)
     app.after_request(_add_limit_headers(limiter))
     app.extensions["formwise_limiter"] = limiter

@@ -139,3 +139,11 @@ def test_one_limit_holds_across_gunicorn_workers_with_redis(tmp_path):
         assert b"application/problem+json" in reply
         assert requests.post(base + "/v1/recommendations", json=PROFILE, headers={"X-API-Key": other["secret_key"]},
                              timeout=30).status_code == 200
+
+
+def test_the_limiter_hooks_are_wrapped_so_unkeyed_requests_skip_them(app):
+    """If a flask-limiter upgrade renames its hooks the wrapping is skipped (and limits still
+    hold, through the request filter); this test says so, so the cost does not come back unseen."""
+    limiter = app.extensions["formwise_limiter"]
+    assert limiter._check_request_limit not in app.before_request_funcs[None]
+    assert not any(getattr(hook, "__self__", None) is limiter for hook in app.teardown_request_funcs[None])
