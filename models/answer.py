@@ -121,7 +121,7 @@ class AnswerBuilder:
                 if bits & EXCLUSION_BIT[code]
             ]
             form = self.forms[form_index]
-            excluded.append({"form": form.id, "name": form.name, "reasons": reasons})
+            excluded.append({"form": form.id, "name": form.name_in(locale), "reasons": reasons})
 
         caveats = []
         for column, raised in enumerate(scored.caveats[row].tolist()):
@@ -185,7 +185,7 @@ class AnswerBuilder:
         recommendation = {
             "rank": rank,
             "form": form.id,
-            "name": form.name,
+            "name": form.name_in(locale),
             "score": round(float(scored.scores[row, form_index]), SCORE_PLACES),
             "status": "caution" if scored.caution[row, form_index] else "suitable",
             "reasons": self._reasons(terms, locale),

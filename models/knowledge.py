@@ -83,7 +83,7 @@ class Evidence:
 @dataclass(frozen=True)
 class Form:
     id: str
-    name: str
+    name: str  # English, the default locale
     salt: str
     formula: str
     hydrate: str
@@ -92,6 +92,10 @@ class Form:
     note: str
     attributes: dict[str, SourcedValue]
     evidence: dict[str, Evidence]
+    names: dict[str, str] = field(default_factory=dict)  # locale -> name, every locale with one
+
+    def name_in(self, locale: str) -> str:
+        return self.names.get(locale) or self.name
 
 
 @dataclass(frozen=True)
@@ -300,6 +304,14 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
             raise KnowledgeBaseError(path, row, "id", f"duplicate form '{form_id}'")
         if not record["name"]:
             raise KnowledgeBaseError(path, row, "name", "value is required")
+        names = {vocab.DEFAULT_LOCALE: record["name"]}
+        for locale in vocab.LOCALES:
+            column = f"name_{locale}"
+            if locale != vocab.DEFAULT_LOCALE and column in record:
+                if not record[column]:
+                    raise KnowledgeBaseError(path, row, column, "value is required when the column is present")
+                names[locale] = record[column]
+        record["names"] = names
         laxative = _choice(path, row, record, "laxative", ("true", "false")) == "true"
         if form_id in vocab.CONTRACT_LAXATIVE_FORMS and not laxative:
             raise KnowledgeBaseError(path, row, "laxative", f"the contract counts '{form_id}' as a laxative form")
@@ -349,6 +361,7 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
             note=header["note"],
             attributes=attributes[form_id],
             evidence=evidence[form_id],
+            names=header["names"],
         )
         for form_id, header in headers.items()
     )

@@ -23,6 +23,7 @@ def form_record(form: Form, knowledge_base: KnowledgeBase) -> dict:
     return {
         "id": form.id,
         "name": form.name,
+        "names": form.names,
         "salt": form.salt,
         "formula": form.formula,
         "hydrate": form.hydrate,

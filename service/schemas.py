@@ -440,7 +440,9 @@ class CitationSchema(ma.Schema):
 
 class FormSchema(ma.Schema):
     id = fields.String(required=True)
-    name = fields.String(required=True)
+    name = fields.String(required=True, metadata={"description": "In English."})
+    names = fields.Dict(keys=fields.String(), values=fields.String(),
+                        metadata={"description": "The name per locale (en, de); answers use options.locale."})
     salt = fields.String()
     formula = fields.String()
     hydrate = fields.String()

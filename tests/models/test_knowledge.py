@@ -97,9 +97,11 @@ def test_a_copy_loads_from_a_folder(data_copy):
          ["form_attributes.csv", "field 'value'", "outside"]),
         ("form_attributes.csv", "oxide,absorption,0.20,firoz2001", "oxide,absorption,0.20,nobody2020",
          ["form_attributes.csv", "field 'source'", "nobody2020"]),
-        ("forms.csv", "oxide,Magnesium oxide,magnesium oxide,MgO,anhydrous,true",
-         "oxide,Magnesium oxide,magnesium oxide,MgO,anhydrous,false",
+        ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,MgO,anhydrous,true",
+         "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,MgO,anhydrous,false",
          ["forms.csv", "row 4", "field 'laxative'", "contract"]),
+        ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,", "oxide,Magnesium oxide,,",
+         ["forms.csv", "row 4", "field 'name_de'", "required"]),
         ("evidence.csv", "glycinate,sleep,0.60,C", "glycinate,sleepiness,0.60,C",
          ["evidence.csv", "row 2", "field 'goal'", "sleepiness"]),
         ("evidence.csv", "glycinate,sleep,0.60,C", "glycinate,sleep,0.60,E",
@@ -139,7 +141,7 @@ def test_malformed_files_name_file_row_and_field(data_copy, file, old, new, expe
 
 
 def test_a_missing_column_is_named(data_copy):
-    edit(data_copy / "forms.csv", "id,name,salt", "ident,name,salt")
+    edit(data_copy / "forms.csv", "id,name,name_de", "ident,name,name_de")
     with pytest.raises(KnowledgeBaseError, match=r"forms.csv, row 1, field 'id': required column"):
         load_knowledge_base(folder=data_copy)
 
@@ -173,8 +175,8 @@ def test_a_missing_file_is_named(data_copy):
 
 
 def test_an_extra_form_is_a_data_change_only(data_copy):
-    edit(data_copy / "forms.csv", "orotate,", "pidolate,Magnesium pidolate,magnesium pidolate,C10H12MgN2O6,"
-         "anhydrous,false,formwise-editorial,\norotate,")
+    edit(data_copy / "forms.csv", "orotate,", "pidolate,Magnesium pidolate,Magnesiumpidolat,magnesium pidolate,"
+         "C10H12MgN2O6,anhydrous,false,formwise-editorial,\norotate,")
     rows = [f"pidolate,{name},{value},formwise-editorial,\n" for name, value in (
         ("elemental_fraction", 0.086), ("absorption", 0.7), ("laxative_strength", 0.3), ("gi_tolerance", 0.6),
         ("relative_cost", 0.6), ("unit_elemental_mg", 100))]

@@ -40,6 +40,20 @@ def test_every_knowledge_base_text_has_a_german_version():
         assert placeholders(texts["en"]) == placeholders(texts["de"]), key
 
 
+def test_every_form_has_a_german_name_and_answers_use_the_locales_names(client):
+    for form in KB.forms:
+        assert form.names["de"] and form.names["de"] != form.name, form.id
+        assert form.names["en"] == form.name
+    german, english = answer(client, "de").get_json(), answer(client, "en").get_json()
+    for answer_json, locale in ((german, "de"), (english, "en")):
+        shown = answer_json["recommendations"] + answer_json["excluded"]
+        assert shown
+        for item in shown:
+            assert item["name"] == next(form for form in KB.forms if form.id == item["form"]).names[locale]
+    forms = client.get("/v1/forms").get_json()["forms"]
+    assert {form["id"]: form["names"]["de"] for form in forms}["citrate"] == "Magnesiumcitrat"
+
+
 def test_every_handout_and_card_string_has_both_languages():
     with UI_TEXTS_PATH.open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row["key"].startswith(("handout.", "cds."))]
