@@ -147,7 +147,8 @@ def main() -> int:
     parser.add_argument("--bare-dir", type=Path, default=SHARED_BENCH, help="folder holding bare_flask.py")
     parser.add_argument("--service-app", default="wsgi:app",
                         help="gunicorn app of the service (e.g. a module that applies a candidate change)")
-    parser.add_argument("--service-dir", type=Path, default=PROJECT, help="gunicorn --chdir for --service-app")
+    parser.add_argument("--service-dir", type=lambda text: Path(text).resolve(), default=PROJECT,
+                        help="gunicorn --chdir for --service-app")
     parser.add_argument("--gunicorn", default=str(PROJECT / ".venv" / "bin" / "gunicorn"))
     args = parser.parse_args()
 
