@@ -3,6 +3,12 @@
 utility = features @ weights @ centred_attributes.T   (n x forms)
 score   = logistic(utility)
 
+The product is computed in two exact parts: the profile's words (conditions and goals)
+times their rows, plus one precomputed row for everything else about the profile (kidney
+band, age, pregnancy, breastfeeding), looked up by a key; the same key selects the
+exclusions and caveats those facts trigger. So one profile costs a few dozen array
+operations, and a million take the same path.
+
 The contract's hard safety rules are applied afterwards, as masks over that matrix, in
 :func:`Engine.score`; nothing in the weights (hand-set or learned) can undo them.
 """
@@ -10,7 +16,7 @@ The contract's hard safety rules are applied afterwards, as masks over that matr
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,7 +47,15 @@ class ScoredBatch:
     caution: np.ndarray  # bool (n, F)
     elemental_min: np.ndarray  # float64 (n, F) mg/day
     elemental_max: np.ndarray  # float64 (n, F) mg/day
-    features: np.ndarray  # float64 (n, K)
+    kidney_moderate: np.ndarray  # bool (n,)
+    batch: ProfileBatch = field(repr=False)
+    rules: dict = field(repr=False)
+
+    @functools.cached_property
+    def features(self) -> np.ndarray:
+        """float64 (n, K): the profile factors the weights act on. Built on first use:
+        explanations and training read them, scoring itself does not need them."""
+        return feature_matrix(self.batch, self.kidney_moderate, self.rules)
 
 
 @functools.cache
@@ -178,6 +192,49 @@ class Engine:
                          "medication_interaction", "medication_unrecognized")
         ]
         self.interaction_column = CAVEAT_COLUMN["medication_interaction"]
+        self._prepare_profile_key_tables()
+
+    def _prepare_profile_key_tables(self) -> None:
+        """Everything that depends only on the kidney band, the age and the pregnancy and
+        breastfeeding flags, per profile key ``((band * ages + age) * 2 + pregnant) * 2 +
+        breastfeeding``: the utility of the non-word features, the exclusion bits, the
+        answer caveats and the caution flags. Utilities stay exact multiples of 2**-20, so
+        they equal the full product bit for bit."""
+        kb, rules = self.kb, self.kb.rules
+        ages_rule = rules["age_groups"]
+        self.ages = len(kb.upper_limit_by_age)
+        n_bands = len(self.band_is_moderate)
+        band, age, pregnant, breastfeeding = (axis.ravel() for axis in np.meshgrid(
+            np.arange(n_bands), np.arange(self.ages), [False, True], [False, True], indexing="ij"))
+        keys = ProfileBatch.empty(len(band), len(self.form_ids), keep_names=False)
+        keys.age[:], keys.pregnant[:], keys.breastfeeding[:] = age, pregnant, breastfeeding
+        kidney_moderate = self.band_is_moderate[band]
+        self.key_kidney_moderate = kidney_moderate
+        self.key_utility = feature_matrix(keys, kidney_moderate, rules) @ self.feature_to_form  # words all 0
+
+        infant = age < ages_rule["infant_below"]
+        self.key_exclusion_bits = self.band_exclusion_bits[band] | np.where(
+            infant, EXCLUSION_BIT["infant"], 0).astype(np.uint8)[:, None]
+        consult, infant_col, child, pregnancy, breastfeeding_col, _, _ = self.direct_caveat_columns
+        caveats = self.band_caveats[band].copy()
+        caveats[:, consult] = True
+        caveats[:, infant_col] = infant
+        caveats[:, child] = ~infant & (age <= ages_rule["child_up_to"])
+        caveats[:, pregnancy] = pregnant
+        caveats[:, breastfeeding_col] = breastfeeding
+        self.key_caveats = caveats
+        self.key_caution = kidney_moderate[:, None] | self.static_caution
+        # One product for the words: their utility rows, then their caveat and GI triggers.
+        self.word_products = np.concatenate([self.feature_to_form[WORD_FEATURES], self.word_triggers], axis=1)
+
+    def profile_keys(self, batch: ProfileBatch) -> np.ndarray:
+        """Each profile's row in the key tables (see _prepare_profile_key_tables)."""
+        key = self.kidney_band(batch) * self.ages
+        key += batch.age
+        key *= 4
+        key += batch.pregnant * np.int64(2)
+        key += batch.breastfeeding
+        return key
 
     # -- scoring -------------------------------------------------------------------------
 
@@ -190,24 +247,20 @@ class Engine:
 
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         """Scores, masks, caveats and doses for every profile and form, vectorized."""
-        n = len(batch)
-        rules = self.kb.rules
-        ages = rules["age_groups"]
-        band = self.kidney_band(batch)
-        kidney_moderate = self.band_is_moderate[band]
-        features = feature_matrix(batch, kidney_moderate, rules)
-        utility = features @ self.feature_to_form
+        n, n_forms = len(batch), len(self.form_ids)
+        key = self.profile_keys(batch)
+        words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float64)
+        word_products = words @ self.word_products
+        utility = word_products[:, :n_forms] + self.key_utility[key]
         # logistic, in place: 1 / (1 + e^-u)
         scores = np.reciprocal(np.exp(np.negative(utility, out=utility), out=utility) + 1.0)
 
         # ---- hard safety rules: masks applied after scoring --------------------------
-        word_hits = (features[:, WORD_FEATURES] @ self.word_triggers) > 0
-        gi_exclude, gi_sensitive = word_hits[:, -2], word_hits[:, -1]
-        infant = batch.age < ages["infant_below"]
-        bits = self.band_exclusion_bits[band]
-        bits[infant] |= EXCLUSION_BIT["infant"]
+        word_hits = word_products[:, n_forms:] > 0
+        gi_exclude, gi_sensitive = word_hits[:, -2:-1], word_hits[:, -1]
+        bits = self.key_exclusion_bits[key]  # kidney band and infancy
         bits |= batch.avoid_forms.view(np.uint8) * EXCLUSION_BIT["avoided_by_user"]
-        bits[gi_exclude] |= self.laxative_exclusion_bits
+        bits |= gi_exclude * self.laxative_exclusion_bits
         scores = self._rank_laxatives_last(scores, bits, gi_sensitive)
 
         eligible = bits == 0
@@ -216,20 +269,15 @@ class Engine:
 
         # ---- caveats -----------------------------------------------------------------
         caveats = word_hits[:, :-2]
-        caveats |= self.band_caveats[band]
+        caveats |= self.key_caveats[key]  # kidney band, age, pregnancy, breastfeeding
         interaction_severity = np.where(batch.interaction_classes, self.class_severity, np.int8(-1)).max(
-            axis=1, initial=-1).astype(np.int8)
-        consult, infant_col, child, pregnancy, breastfeeding, interaction, unrecognized = self.direct_caveat_columns
-        caveats[:, consult] = True
-        caveats[:, infant_col] = infant
-        caveats[:, child] = (~infant) & (batch.age <= ages["child_up_to"])
-        caveats[:, pregnancy] = batch.pregnant
-        caveats[:, breastfeeding] = batch.breastfeeding
+            axis=1, initial=-1)
+        *_, interaction, unrecognized = self.direct_caveat_columns
         caveats[:, interaction] = interaction_severity >= 0
         caveats[:, unrecognized] = batch.has_unrecognized_medication
         severity = np.where(caveats, self.caveat_severity, np.int8(-1))
         severity[:, self.interaction_column] = interaction_severity
-        max_severity = severity.max(axis=1).astype(np.int8)
+        max_severity = severity.max(axis=1)
 
         # ---- dose, capped by the age's supplemental upper limit ------------------------
         elemental_max = self.elemental_max_by_age[batch.age]
@@ -244,11 +292,11 @@ class Engine:
         high_unit_burden = self.burden_by_age_and_units[batch.age, allowed_units]
         worsens_diarrhea = gi_sensitive[:, None] & self.laxative
 
-        form_caveats = np.empty((n, len(self.form_ids), len(vocab.FORM_CAVEATS)), dtype=bool)
+        form_caveats = np.empty((n, n_forms, len(vocab.FORM_CAVEATS)), dtype=bool)
         form_caveats[...] = self.static_form_caveats
         form_caveats[:, :, FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]] = worsens_diarrhea
         form_caveats[:, :, FORM_CAVEAT_COLUMN["high_unit_burden"]] = high_unit_burden
-        caution = kidney_moderate[:, None] | self.static_caution
+        caution = self.key_caution[key]
         if self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]:
             caution |= worsens_diarrhea
         if self.form_caveat_warning[FORM_CAVEAT_COLUMN["high_unit_burden"]]:
@@ -266,7 +314,9 @@ class Engine:
             caution=caution,
             elemental_min=elemental_min,
             elemental_max=elemental_max,
-            features=features,
+            kidney_moderate=self.key_kidney_moderate[key],
+            batch=batch,
+            rules=self.kb.rules,
         )
 
     def _rank_laxatives_last(self, scores: np.ndarray, bits: np.ndarray, gi_sensitive: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models import vocabulary as vocab
+from models.engine import EXCLUSION_BIT
 from models.knowledge import default_knowledge_base
 from models.recommender import Recommender
 from tests.models.profiles import profiles
@@ -124,3 +125,29 @@ def test_safety_holds_even_when_weights_push_hard_for_the_forbidden_form():
                    "conditions": [], "goals": [], "medications": [],
                    "preferences": {"avoid_forms": [], "max_units_per_day": None}} | case
         check_hard_rules(profile, adversarial.recommend([profile], limit=20)[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(profiles, min_size=1, max_size=40), st.sampled_from(range(len(RECOMMENDERS))))
+def test_the_key_tables_give_exactly_the_full_product(batch_profiles, which):
+    """The engine adds the words' product to a looked-up row per profile key instead of
+    multiplying the whole feature matrix: the utilities must agree bit for bit, and the key
+    tables' exclusions, caveats and caution must be those of the profile's band and age."""
+    engine = RECOMMENDERS[which].engine
+    batch = RECOMMENDERS[which].batch(batch_profiles)
+    scored = engine.score(batch)
+    key = engine.profile_keys(batch)
+    words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float64)
+    from_tables = words @ engine.word_products[:, : len(engine.form_ids)] + engine.key_utility[key]
+    assert np.array_equal(from_tables, scored.features @ engine.feature_to_form)
+
+    band = engine.kidney_band(batch)
+    infant = batch.age < KB.rules["age_groups"]["infant_below"]
+    expected_bits = engine.band_exclusion_bits[band] | np.where(infant, EXCLUSION_BIT["infant"], 0).astype(
+        np.uint8)[:, None]
+    assert np.array_equal(engine.key_exclusion_bits[key], expected_bits)
+    assert np.array_equal(engine.key_kidney_moderate[key], engine.band_is_moderate[band])
+    caveats = engine.key_caveats[key]
+    for code, expected in (("consult_clinician", np.ones(len(batch), bool)), ("infant", infant),
+                           ("pregnancy", batch.pregnant), ("breastfeeding", batch.breastfeeding)):
+        assert np.array_equal(caveats[:, vocab.ANSWER_CAVEATS.index(code)], expected), code
