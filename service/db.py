@@ -120,6 +120,14 @@ def engine_of(app: Flask | None = None) -> Engine:
 
 
 @contextlib.contextmanager
+def connection_scope() -> Iterator[sa.Connection]:
+    """One short Core transaction, for the statements every keyed request runs (a key
+    lookup, the shop's products, the answer ids): no ORM session to set up and tear down."""
+    with engine_of().begin() as connection:
+        yield connection
+
+
+@contextlib.contextmanager
 def session_scope() -> Iterator[Session]:
     """One short transaction: committed when the block ends, rolled back when it raises."""
     session = current_app.extensions["formwise_db"]()

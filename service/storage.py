@@ -16,7 +16,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from service.db import session_scope
+from service.db import connection_scope, session_scope
 
 KEY_KINDS = ("publishable", "secret")
 EVENT_TYPES = ("view", "click", "add_to_cart", "purchase")
@@ -253,20 +253,28 @@ def _key_record(session, key: ApiKey) -> KeyRecord:
                      origins=tuple(item.origin for item in shop.origins))
 
 
+# The key with its shop and the shop's origins, one row per origin (or one with NULL).
+_FIND_KEY = (
+    sa.select(ApiKey.id, ApiKey.kind, ApiKey.prefix, ApiKey.key_hash, ApiKey.revoked_at, Shop.id, Shop.name,
+              ShopOrigin.origin)
+    .join(Shop, Shop.id == ApiKey.shop_id)
+    .outerjoin(ShopOrigin, ShopOrigin.shop_id == Shop.id)
+    .where(ApiKey.key_hash == sa.bindparam("key_hash"))
+    .order_by(ShopOrigin.origin)
+)
+
+
 def find_key(key_hash: str) -> KeyRecord | None:
     """The key with this sha256 (revoked ones too, so callers can say so), or None. On every
-    keyed request, so plain rows rather than ORM objects."""
-    with session_scope() as session:
-        row = session.execute(
-            sa.select(ApiKey.id, ApiKey.kind, ApiKey.prefix, ApiKey.key_hash, ApiKey.revoked_at, Shop.id, Shop.name)
-            .join(Shop, Shop.id == ApiKey.shop_id).where(ApiKey.key_hash == key_hash)
-        ).first()
-        if row is None:
-            return None
-        key_id, kind, prefix, stored_hash, revoked_at, shop_id, shop_name = row
-        origins = session.scalars(sa.select(ShopOrigin.origin).where(ShopOrigin.shop_id == shop_id)).all()
-        return KeyRecord(key_id=key_id, kind=kind, prefix=prefix, key_hash=stored_hash, revoked=revoked_at is not None,
-                         shop_id=shop_id, shop_name=shop_name, origins=tuple(origins))
+    keyed request, so one prepared statement on a plain connection."""
+    with connection_scope() as connection:
+        rows = connection.execute(_FIND_KEY, {"key_hash": key_hash}).all()
+    if not rows:
+        return None
+    key_id, kind, prefix, stored_hash, revoked_at, shop_id, shop_name, _ = rows[0]
+    return KeyRecord(key_id=key_id, kind=kind, prefix=prefix, key_hash=stored_hash, revoked=revoked_at is not None,
+                     shop_id=shop_id, shop_name=shop_name,
+                     origins=tuple(row.origin for row in rows if row.origin is not None))
 
 
 def origin_registered(origin: str) -> bool:
@@ -298,13 +306,20 @@ def replace_catalog(shop_id: int, products: list[dict]) -> int:
         return len(products)
 
 
+_SHOP_PRODUCTS = sa.select(*PRODUCT_COLUMNS).where(Product.shop_id == sa.bindparam("shop_id"))
+_LIST_PRODUCTS = _SHOP_PRODUCTS.order_by(Product.form, Product.sku)
+_LIST_PRODUCTS_OF_FORMS = _SHOP_PRODUCTS.where(Product.form.in_(sa.bindparam("forms", expanding=True))).order_by(
+    Product.form, Product.sku)
+
+
 def list_products(shop_id: int, forms: list[str] | None = None) -> list[dict]:
     """The shop's products (only those of ``forms`` when given), by form then sku."""
-    with session_scope() as session:
-        query = sa.select(*PRODUCT_COLUMNS).where(Product.shop_id == shop_id)
-        if forms is not None:
-            query = query.where(Product.form.in_(forms))
-        return [_product_dict(row) for row in session.execute(query.order_by(Product.form, Product.sku))]
+    with connection_scope() as connection:
+        if forms is None:
+            rows = connection.execute(_LIST_PRODUCTS, {"shop_id": shop_id})
+        else:
+            rows = connection.execute(_LIST_PRODUCTS_OF_FORMS, {"shop_id": shop_id, "forms": list(forms)})
+        return [_product_dict(row) for row in rows]
 
 
 def find_product(shop_id: int, sku: str) -> dict | None:
@@ -316,14 +331,17 @@ def find_product(shop_id: int, sku: str) -> dict | None:
 # ---- attribution ------------------------------------------------------------------------
 
 
+_INSERT_RECOMMENDATION = sa.insert(Recommendation)
+
+
 def record_recommendations(recommendation_ids: list[str], shop_id: int | None) -> None:
     """Stores each answer's id with the shop and the time: ids only, never a profile."""
     if not recommendation_ids:
         return
     now = utc_now()
-    with session_scope() as session:
-        session.execute(sa.insert(Recommendation),
-                        [{"id": rid, "shop_id": shop_id, "created_at": now} for rid in recommendation_ids])
+    with connection_scope() as connection:
+        connection.execute(_INSERT_RECOMMENDATION,
+                           [{"id": rid, "shop_id": shop_id, "created_at": now} for rid in recommendation_ids])
 
 
 def recommendation_shop(recommendation_id: str) -> tuple[bool, int | None]:
