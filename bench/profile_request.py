@@ -1,6 +1,6 @@
 """Where one POST /v1/recommendations spends its time, in-process (no sockets, no gunicorn).
 
-    .venv/bin/python bench/profile_request.py [--requests 3000] [--top 30] [--sort tottime] 2>/dev/null
+    .venv/bin/python bench/profile_request.py [--requests 3000] [--top 30] [--sort tottime] [--keyed] 2>/dev/null
 
 (stderr carries the service's request log lines.)
 
@@ -17,9 +17,11 @@ import argparse
 import cProfile
 import importlib.util
 import io
+import os
 import pstats
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,11 +37,12 @@ def load_bare_app(folder: Path):
     return module.app
 
 
-def caller(app, body: bytes):
+def caller(app, body: bytes, headers: dict | None = None):
     """A zero-argument function that runs one request through the app's WSGI callable."""
     from werkzeug.test import EnvironBuilder
 
-    template = EnvironBuilder(path=PATH, method="POST", data=body, content_type="application/json").get_environ()
+    template = EnvironBuilder(path=PATH, method="POST", data=body, content_type="application/json",
+                              headers=headers or {}).get_environ()
 
     def start_response(status, headers, exc_info=None):
         if not status.startswith("200"):
@@ -52,6 +55,16 @@ def caller(app, body: bytes):
             pass
 
     return call
+
+
+def bench_shop_key(app) -> str:
+    """A shop with one secret key and no products, in the app's database; returns the key."""
+    from service import shops, storage
+
+    key = shops.generate_key("secret")
+    with app.app_context():
+        storage.add_shop("profile-bench", [], [("secret", shops.display_prefix(key), shops.hash_key(key))])
+    return key
 
 
 def mean_us(call, requests: int, chunks: int = 10) -> float:
@@ -75,13 +88,21 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", help="pstats sort key: tottime or cumulative")
     parser.add_argument("--body", type=Path, default=SHARED_BENCH / "request.json")
     parser.add_argument("--project", type=Path, default=PROJECT, help="where wsgi.py, models/ and service/ are")
+    parser.add_argument("--keyed", action="store_true",
+                        help="send a shop's secret key (a shop made in a temporary SQLite file, rate limit lifted)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(args.project))
+    headers = {}
+    if args.keyed:
+        os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='formwise-profile-')}/shops.db"
+        os.environ["FORMWISE_RATE_LIMIT"] = "1000000/minute"
     from wsgi import app as service_app
 
+    if args.keyed:
+        headers["X-API-Key"] = bench_shop_key(service_app)
     body = args.body.read_bytes()
-    service = caller(service_app, body)
+    service = caller(service_app, body, headers)
     bare = caller(load_bare_app(SHARED_BENCH), body)
     service_us, bare_us = mean_us(service, args.requests), mean_us(bare, args.requests)
     print(f"in-process mean per request: service {service_us:.1f} us, bare {bare_us:.1f} us, "
