@@ -185,13 +185,9 @@ class Engine:
         self.elemental_max_by_age = np.repeat(np.floor(kb.upper_limit_by_age)[:, None], n_forms, axis=1)
         self.elemental_min_by_age = np.minimum(kb.start_dose_by_age[:, None], self.elemental_max_by_age)
         self.burden_by_age_and_units = units_for_start_by_age[:, None, :] > np.arange(most_units + 1)[None, :, None]
-        # Columns of the answer caveats set straight from one profile column each.
-        self.direct_caveat_columns = [
-            CAVEAT_COLUMN[code]
-            for code in ("consult_clinician", "infant", "child_dose_limit", "pregnancy", "breastfeeding",
-                         "medication_interaction", "medication_unrecognized")
-        ]
+        # Answer caveats set per profile from its medicines (the others come from tables).
         self.interaction_column = CAVEAT_COLUMN["medication_interaction"]
+        self.unrecognized_column = CAVEAT_COLUMN["medication_unrecognized"]
         self._prepare_profile_key_tables()
 
     def _prepare_profile_key_tables(self) -> None:
@@ -215,13 +211,12 @@ class Engine:
         infant = age < ages_rule["infant_below"]
         self.key_exclusion_bits = self.band_exclusion_bits[band] | np.where(
             infant, EXCLUSION_BIT["infant"], 0).astype(np.uint8)[:, None]
-        consult, infant_col, child, pregnancy, breastfeeding_col, _, _ = self.direct_caveat_columns
         caveats = self.band_caveats[band].copy()
-        caveats[:, consult] = True
-        caveats[:, infant_col] = infant
-        caveats[:, child] = ~infant & (age <= ages_rule["child_up_to"])
-        caveats[:, pregnancy] = pregnant
-        caveats[:, breastfeeding_col] = breastfeeding
+        caveats[:, CAVEAT_COLUMN["consult_clinician"]] = True
+        caveats[:, CAVEAT_COLUMN["infant"]] = infant
+        caveats[:, CAVEAT_COLUMN["child_dose_limit"]] = ~infant & (age <= ages_rule["child_up_to"])
+        caveats[:, CAVEAT_COLUMN["pregnancy"]] = pregnant
+        caveats[:, CAVEAT_COLUMN["breastfeeding"]] = breastfeeding
         self.key_caveats = caveats
         self.key_caution = kidney_moderate[:, None] | self.static_caution
         # One product for the words: their utility rows, then their caveat and GI triggers.
@@ -272,9 +267,8 @@ class Engine:
         caveats |= self.key_caveats[key]  # kidney band, age, pregnancy, breastfeeding
         interaction_severity = np.where(batch.interaction_classes, self.class_severity, np.int8(-1)).max(
             axis=1, initial=-1)
-        *_, interaction, unrecognized = self.direct_caveat_columns
-        caveats[:, interaction] = interaction_severity >= 0
-        caveats[:, unrecognized] = batch.has_unrecognized_medication
+        caveats[:, self.interaction_column] = interaction_severity >= 0
+        caveats[:, self.unrecognized_column] = batch.has_unrecognized_medication
         severity = np.where(caveats, self.caveat_severity, np.int8(-1))
         severity[:, self.interaction_column] = interaction_severity
         max_severity = severity.max(axis=1)
