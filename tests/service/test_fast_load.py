@@ -194,3 +194,37 @@ def test_batch_items_take_the_fast_path_with_their_raw_profile():
     item = {"id": "row-1", "profile": {"age": 40, "conditions": ["constipation"]}}
     assert compile_loader(BATCH_ITEM)(item) == item
     assert compile_loader(BATCH_ITEM)({"id": "", "profile": {}}) is FALLBACK
+
+
+def strict_schemas():
+    """Every StrictSchema in the service (the fast path serves them all through the parser)."""
+    from service import create_app
+    from service.schemas import StrictSchema
+
+    create_app({"TESTING": True})  # registers every part, so every schema class is defined
+    pending, found = [StrictSchema], []
+    while pending:
+        for subclass in pending.pop().__subclasses__():
+            pending.append(subclass)
+            found.append(subclass)
+    return sorted(found, key=lambda schema: schema.__name__)
+
+
+@pytest.mark.parametrize("schema_class", strict_schemas(), ids=lambda schema: schema.__name__)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                    HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_schema_takes_a_body_marshmallow_refuses(schema_class, data):
+    schema = schema_class()
+    names = list(schema.fields)
+    body = data.draw(st.dictionaries(st.sampled_from([*names, "extra"]), edge_values_for_any_field(), max_size=6))
+    fast = compile_loader(schema)(body)
+    if fast is not FALLBACK:
+        expected = marshmallow_result(schema, body)
+        assert expected is not FALLBACK
+        assert typed(fast) == typed(expected)
+
+
+def edge_values_for_any_field():
+    return st.one_of(number_edges, list_edges, other_edges, junk, st.text(max_size=3),
+                     st.sampled_from(["citrate", "view", "2b1f2f6e-8d4c-4a39-9d0b-6f3f0d0f6a11", "07:00", "en"]))
