@@ -33,15 +33,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import code_state  # bench/ is on sys.path when run as a script
+from common import WRK_LUA, code_state, run_wrk  # bench/ is on sys.path when run as a script
 
 BENCH = Path(__file__).resolve().parent
 PROJECT = BENCH.parent
 SHARED_BENCH = PROJECT.parent / "shared" / "bench"
-LUA = BENCH / "wrk_post.lua"
 PATH = "/v1/recommendations"
 RATIO_TARGET = 0.6
-MARKER = "--- formwise-bench ---"
 
 
 def free_port() -> int:
@@ -121,20 +119,6 @@ def post(url: str, body: bytes) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def run_wrk(wrk: str, url: str, body_path: Path, args) -> dict:
-    command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
-               "--latency", "-s", str(LUA), url]
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "WRK_BODY": str(body_path)},
-                            timeout=args.duration + 60)
-    if result.returncode != 0 or MARKER not in result.stdout:
-        raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    figures = {}
-    for line in result.stdout.split(MARKER, 1)[1].strip().splitlines():
-        key, value = line.split()
-        figures[key] = float(value)
-    return figures
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (-t)")
@@ -169,7 +153,7 @@ def main() -> int:
     print(f"nproc: {os.cpu_count()}  (affinity: {len(os.sched_getaffinity(0))}); load average "
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"client: {' '.join(wrk_version)}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
-          f"--latency -s {LUA.relative_to(PROJECT)} (body {args.body}), {args.rounds} rounds alternating, "
+          f"--latency -s {WRK_LUA.relative_to(PROJECT)} (body {args.body}), {args.rounds} rounds alternating, "
           f"{args.warmup} s warm-up each")
 
     log_dir = Path(tempfile.mkdtemp(prefix="formwise-bench-"))
@@ -199,13 +183,16 @@ def main() -> int:
             if name == "service":
                 recommended = [item["form"] for item in json.loads(answer)["recommendations"]]
                 print(f"check: service answers 200, recommends {recommended}")
+        def load(url: str, seconds: int) -> dict[str, float]:
+            options = [f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
+            return run_wrk(options, url, args.body, timeout=seconds + 60)
+
         if args.warmup > 0:
-            warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
             for server in servers.values():
-                run_wrk(wrk, server.url, args.body, warm)
+                load(server.url, args.warmup)
         for round_number in range(1, args.rounds + 1):
             for name, server in servers.items():
-                figures = run_wrk(wrk, server.url, args.body, args)
+                figures = load(server.url, args.duration)
                 results[name].append(figures)
                 p50_ms, p99_ms = figures["latency_p50_us"] / 1000, figures["latency_p99_us"] / 1000
                 print(f"  round {round_number} {name:7s} {figures['rps']:9.1f} req/s  "

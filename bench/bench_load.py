@@ -7,9 +7,9 @@ then the same load while one worker is killed with SIGKILL half-way through.
 Each run starts its own ``formwise serve --workers N`` (the production settings of
 service/gunicorn_config.py: preload, sync workers, JSON request log at info) on a free
 loopback port, checks that it answers 200, and drives it with ``wrk`` POSTing one profile
-to /v1/recommendations. Printed per run: requests, throughput, latency p50 and p99, non-2xx
-answers and socket errors (0 expected in the steady run), and the server's own count of
-answered requests from /metrics. The fault run also prints the killed worker, its
+to /v1/recommendations through bench/wrk_post.lua. Printed per run: requests, throughput,
+latency p50 and p99, answers with status >= 400 and socket errors (0 expected in the steady
+run), and the server's own count of answered requests from /metrics. The fault run also prints the killed worker, its
 replacement, and the requests that failed: at most the one in flight on the killed worker,
 since a sync worker holds one connection at a time and waiting connections stay in the
 listening socket's queue, which the replacement drains.
@@ -35,35 +35,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from common import run_wrk  # bench/ is on sys.path when run as a script
+
 PROJECT = Path(__file__).resolve().parent.parent
 PATH = "/v1/recommendations"
 DEFAULT_BODY = {"profile": {"age": 54, "sex": "female", "egfr": 58, "conditions": ["constipation"],
                             "goals": ["sleep"], "medications": ["doxycycline", "omeprazole"]}}
-MARKER = "--- bench_load ---"
-# wrk: POST the body in WRK_BODY, then print the summary as "key value" lines after MARKER.
-WRK_SCRIPT = """
-local file = assert(io.open(os.getenv("WRK_BODY"), "rb"))
-wrk.method = "POST"
-wrk.body = file:read("*a")
-file:close()
-wrk.headers["Content-Type"] = "application/json"
-
-function done(summary, latency, requests)
-   local errors = summary.errors
-   io.write("MARKER\\n")
-   io.write(string.format("requests %d\\n", summary.requests))
-   io.write(string.format("duration_us %d\\n", summary.duration))
-   io.write(string.format("non_2xx %d\\n", errors.status))
-   io.write(string.format("connect_errors %d\\n", errors.connect))
-   io.write(string.format("read_errors %d\\n", errors.read))
-   io.write(string.format("write_errors %d\\n", errors.write))
-   io.write(string.format("timeouts %d\\n", errors.timeout))
-   io.write(string.format("p50_us %d\\n", latency:percentile(50)))
-   io.write(string.format("p99_us %d\\n", latency:percentile(99)))
-end
-""".replace("MARKER", MARKER)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -140,28 +117,23 @@ def check_answers(base: str, body: bytes) -> None:
             raise SystemExit(f"the service answered {response.status} to the body")
 
 
-def run_wrk(base: str, args, script: Path, body_path: Path) -> dict:
-    command = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s",
-               "--timeout", "30s", "-s", str(script), base + PATH]
-    output = subprocess.run(command, capture_output=True, text=True, check=True,
-                            env={**os.environ, "WRK_BODY": str(body_path)}).stdout
-    figures = {}
-    for line in output.split(MARKER, 1)[1].strip().splitlines():
-        key, value = line.split()
-        figures[key] = int(value)
-    figures["rps"] = figures["requests"] / (figures["duration_us"] / 1e6)
-    figures["socket_errors"] = sum(figures[key] for key in ("connect_errors", "read_errors", "write_errors",
-                                                            "timeouts"))
-    figures["failed"] = figures["non_2xx"] + figures["socket_errors"]
+def load(base: str, args, body_path: Path) -> dict:
+    """wrk through bench/wrk_post.lua, plus what this benchmark reports: failed requests."""
+    options = ["-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency",
+               "--timeout", "30s"]
+    figures = {key: int(value) if value.is_integer() else value
+               for key, value in run_wrk(options, base + PATH, body_path, timeout=args.duration + 90).items()}
+    figures["failed"] = figures["status_ge_400"] + figures["socket_errors"]
     return figures
 
 
 def print_figures(title: str, figures: dict, served: int) -> None:
     print(f"{title}:")
     print(f"  requests {figures['requests']}  throughput {figures['rps']:.1f} req/s  "
-          f"latency p50 {figures['p50_us'] / 1000:.1f} ms  p99 {figures['p99_us'] / 1000:.1f} ms")
-    print(f"  failed {figures['failed']} (non-2xx {figures['non_2xx']}, connect {figures['connect_errors']}, "
-          f"read {figures['read_errors']}, write {figures['write_errors']}, timeout {figures['timeouts']})")
+          f"latency p50 {figures['latency_p50_us'] / 1000:.1f} ms  p99 {figures['latency_p99_us'] / 1000:.1f} ms")
+    print(f"  failed {figures['failed']} (status >= 400 {figures['status_ge_400']}, "
+          f"connect {figures['connect_errors']}, read {figures['read_errors']}, write {figures['write_errors']}, "
+          f"timeout {figures['timeouts']})")
     print(f"  the server counted {served} answered POSTs (/metrics, all workers; includes requests still in "
           f"flight when wrk stopped counting, and the one check request)")
 
@@ -183,14 +155,12 @@ def main() -> int:
         body_path = args.body or scratch / "body.json"
         if args.body is None:
             body_path.write_text(json.dumps(DEFAULT_BODY))
-        script = scratch / "post.lua"
-        script.write_text(WRK_SCRIPT)
         print(f"formwise load and fault benchmark: {args.workers} workers, wrk -t{args.threads} "
               f"-c{args.connections} -d{args.duration}s, POST {PATH}, {os.cpu_count()} CPUs")
 
         with serving(args.workers, scratch / "steady.log") as (base, _master):
             check_answers(base, body_path.read_bytes())
-            steady = run_wrk(base, args, script, body_path)
+            steady = load(base, args, body_path)
             print_figures("steady load", steady, answered_posts(base))
 
         with serving(args.workers, scratch / "fault.log") as (base, master):
@@ -205,7 +175,7 @@ def main() -> int:
 
             timer = threading.Timer(args.duration * args.kill_at, kill_one_worker)
             timer.start()
-            fault = run_wrk(base, args, script, body_path)
+            fault = load(base, args, body_path)
             timer.join()
             after = worker_pids(master)
             print_figures(f"one worker killed with SIGKILL at {args.duration * args.kill_at:.0f} s", fault,
