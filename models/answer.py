@@ -231,7 +231,7 @@ class AnswerBuilder:
                 "source": weight_row.source if weight_row is not None else None,
             })
         # The one change the engine makes after scoring: safety rule 5 scales laxative forms
-        # below the best non-laxative form (Engine._rank_laxatives_last).
+        # below the best non-laxative form (models/kernel.py).
         adjustment = float(scored.scores[row, form_index]) - (before_rules if total else SCORE_BASELINE)
         if abs(adjustment) >= 0.5 * 10**-CONTRIBUTION_PLACES:
             items.append({"kind": "safety_rule", "factor": "rank_laxatives_below_others",

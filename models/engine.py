@@ -1,4 +1,4 @@
-"""The scoring engine: one vectorized computation ranks every form for every profile.
+"""The scoring engine: one computation ranks every form for every profile.
 
 utility = features @ weights @ centred_attributes.T   (n x forms)
 score   = logistic(utility)
@@ -6,11 +6,12 @@ score   = logistic(utility)
 The product is computed in two exact parts: the profile's words (conditions and goals)
 times their rows, plus one precomputed row for everything else about the profile (kidney
 band, age, pregnancy, breastfeeding), looked up by a key; the same key selects the
-exclusions and caveats those facts trigger. So one profile costs a few dozen array
-operations, and a million take the same path.
+exclusions and caveats those facts trigger. This module builds those tables from data/;
+one compiled loop (models/kernel.py) reads them for every profile, so one profile and a
+million take the same path.
 
-The contract's hard safety rules are applied afterwards, as masks over that matrix, in
-:func:`Engine.score`; nothing in the weights (hand-set or learned) can undo them.
+The contract's hard safety rules are applied after scoring, as masks over the scores, in
+that loop; nothing in the weights (hand-set or learned) can undo them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from models import vocabulary as vocab
 from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, feature_matrix
+from models.kernel import ScoringTables, largest_terms, score_profiles
 from models.knowledge import KnowledgeBase
 from models.medicines import MedicineIndex
 
@@ -93,6 +95,7 @@ class Engine:
         # get the same scores and the same tie-breaks.
         self.feature_to_form = np.round((self.weights @ self.centred_attributes.T) * 2**20) / 2**20
         self._prepare_safety_arrays()
+        self._compile_loops()
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -221,119 +224,59 @@ class Engine:
         self.key_caution = kidney_moderate[:, None] | self.static_caution
         # One product for the words: their utility rows, then their caveat and GI triggers.
         self.word_products = np.concatenate([self.feature_to_form[WORD_FEATURES], self.word_triggers], axis=1)
+        self.tables = self._scoring_tables()
+        self.packed_tables = tuple(self.tables)  # as models.kernel.score_profiles takes them
 
-    def profile_keys(self, batch: ProfileBatch) -> np.ndarray:
-        """Each profile's row in the key tables (see _prepare_profile_key_tables)."""
-        key = self.kidney_band(batch) * self.ages
-        key += batch.age
-        key *= 4
-        key += batch.pregnant * np.int64(2)
-        key += batch.breastfeeding
-        return key
+    def _compile_loops(self) -> None:
+        """Compile the loops of models/kernel.py (or load them from numba's cache) now, at
+        start-up: under gunicorn that is once in the master before it forks, instead of in
+        every worker's first request."""
+        self.score(ProfileBatch.empty(0, len(self.form_ids), keep_names=False))
+        self.contribution_terms(np.zeros(len(FEATURE_NAMES)), [], limit=1)
+
+    def _scoring_tables(self) -> ScoringTables:
+        """The tables above, as the compiled scoring loop reads them."""
+        return ScoringTables(
+            band_upper_edges=self.band_upper_edges.astype(np.float64),
+            dialysis_band=int(self.dialysis_band),
+            ages=int(self.ages),
+            key_utility=np.ascontiguousarray(self.key_utility),
+            word_products=np.ascontiguousarray(self.word_products),
+            key_exclusion_bits=np.ascontiguousarray(self.key_exclusion_bits),
+            key_caveats=np.ascontiguousarray(self.key_caveats),
+            key_caution=np.ascontiguousarray(self.key_caution),
+            key_kidney_moderate=np.ascontiguousarray(self.key_kidney_moderate),
+            laxative=self.laxative.astype(bool),
+            avoided_bit=int(EXCLUSION_BIT["avoided_by_user"]),
+            gi_exclusion_bits=self.laxative_exclusion_bits,
+            worsens_diarrhea_bit=int(EXCLUSION_BIT["may_worsen_diarrhea"]),
+            class_severity=self.class_severity,
+            caveat_severity=self.caveat_severity,
+            interaction_column=self.interaction_column,
+            unrecognized_column=self.unrecognized_column,
+            elemental_max_by_age=np.ascontiguousarray(self.elemental_max_by_age),
+            elemental_min_by_age=np.ascontiguousarray(self.elemental_min_by_age),
+            start_dose_by_age=self.kb.start_dose_by_age.astype(np.float64),
+            unit_elemental_mg=self.unit_elemental_mg.astype(np.float64),
+            allowed_units_by_setting=self.allowed_units_by_setting.astype(np.int64),
+            burden_by_age_and_units=np.ascontiguousarray(self.burden_by_age_and_units),
+            static_form_caveats=np.ascontiguousarray(self.static_form_caveats),
+            worsens_diarrhea_column=FORM_CAVEAT_COLUMN["may_worsen_diarrhea"],
+            high_unit_burden_column=FORM_CAVEAT_COLUMN["high_unit_burden"],
+            worsens_diarrhea_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]),
+            high_unit_burden_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["high_unit_burden"]]),
+        )
 
     # -- scoring -------------------------------------------------------------------------
 
-    def kidney_band(self, batch: ProfileBatch) -> np.ndarray:
-        """Band row per profile: the data's band, the dialysis band, or unknown_band."""
-        # NaN (unknown) sorts after every edge, so it lands on row B, the extra row; a known
-        # eGFR (0..250) always lies below the last edge, which the loader checks exceeds 250.
-        band = np.searchsorted(self.band_upper_edges, batch.egfr, side="right")
-        return np.where(batch.dialysis, self.dialysis_band, band)
-
     def score(self, batch: ProfileBatch) -> ScoredBatch:
-        """Scores, masks, caveats and doses for every profile and form, vectorized."""
-        n, n_forms = len(batch), len(self.form_ids)
-        key = self.profile_keys(batch)
-        words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float64)
-        word_products = words @ self.word_products
-        utility = word_products[:, :n_forms] + self.key_utility[key]
-        # logistic, in place: 1 / (1 + e^-u)
-        scores = np.reciprocal(np.exp(np.negative(utility, out=utility), out=utility) + 1.0)
-
-        # ---- hard safety rules: masks applied after scoring --------------------------
-        word_hits = word_products[:, n_forms:] > 0
-        gi_exclude, gi_sensitive = word_hits[:, -2:-1], word_hits[:, -1]
-        bits = self.key_exclusion_bits[key]  # kidney band and infancy
-        bits |= batch.avoid_forms.view(np.uint8) * EXCLUSION_BIT["avoided_by_user"]
-        bits |= gi_exclude * self.laxative_exclusion_bits
-        scores = self._rank_laxatives_last(scores, bits, gi_sensitive)
-
-        eligible = bits == 0
-        eligible_count = eligible.sum(axis=1)
-        order = np.argsort(np.where(eligible, -scores, np.inf), axis=1, kind="stable")
-
-        # ---- caveats -----------------------------------------------------------------
-        caveats = word_hits[:, :-2]
-        caveats |= self.key_caveats[key]  # kidney band, age, pregnancy, breastfeeding
-        interaction_severity = np.where(batch.interaction_classes, self.class_severity, np.int8(-1)).max(
-            axis=1, initial=-1)
-        caveats[:, self.interaction_column] = interaction_severity >= 0
-        caveats[:, self.unrecognized_column] = batch.has_unrecognized_medication
-        severity = np.where(caveats, self.caveat_severity, np.int8(-1))
-        severity[:, self.interaction_column] = interaction_severity
-        max_severity = severity.max(axis=1)
-
-        # ---- dose, capped by the age's supplemental upper limit ------------------------
-        elemental_max = self.elemental_max_by_age[batch.age]
-        elemental_min = self.elemental_min_by_age[batch.age]
-        if batch.max_units_per_day.any():  # the few who set max_units_per_day
-            capped = np.flatnonzero(batch.max_units_per_day > 0)
-            unit_cap = batch.max_units_per_day[capped, None] * self.unit_elemental_mg
-            elemental_max[capped] = np.floor(np.minimum(elemental_max[capped], unit_cap))
-            start_dose = self.kb.start_dose_by_age[batch.age[capped]][:, None]
-            elemental_min[capped] = np.minimum(start_dose, elemental_max[capped])
-        allowed_units = self.allowed_units_by_setting[batch.max_units_per_day]
-        high_unit_burden = self.burden_by_age_and_units[batch.age, allowed_units]
-        worsens_diarrhea = gi_sensitive[:, None] & self.laxative
-
-        form_caveats = np.empty((n, n_forms, len(vocab.FORM_CAVEATS)), dtype=bool)
-        form_caveats[...] = self.static_form_caveats
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]] = worsens_diarrhea
-        form_caveats[:, :, FORM_CAVEAT_COLUMN["high_unit_burden"]] = high_unit_burden
-        caution = self.key_caution[key]
-        if self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]:
-            caution |= worsens_diarrhea
-        if self.form_caveat_warning[FORM_CAVEAT_COLUMN["high_unit_burden"]]:
-            caution |= high_unit_burden
-
-        return ScoredBatch(
-            scores=scores,
-            exclusion_bits=bits,
-            order=order,
-            eligible_count=eligible_count,
-            caveats=caveats,
-            interaction_severity=interaction_severity,
-            max_severity=max_severity,
-            form_caveats=form_caveats,
-            caution=caution,
-            elemental_min=elemental_min,
-            elemental_max=elemental_max,
-            kidney_moderate=self.key_kidney_moderate[key],
-            batch=batch,
-            rules=self.kb.rules,
-        )
-
-    def _rank_laxatives_last(self, scores: np.ndarray, bits: np.ndarray, gi_sensitive: np.ndarray) -> np.ndarray:
-        """Safety rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form
-        is ranked first. Eligible laxative forms are scaled (keeping their order) to score
-        below the best eligible non-laxative form; with none, they are excluded. Only the
-        GI-sensitive rows are touched."""
-        if not gi_sensitive.any():
-            return scores
-        rows = np.flatnonzero(gi_sensitive)
-        row_scores, row_bits = scores[rows], bits[rows]
-        eligible = row_bits == 0
-        laxative_ok = eligible & self.laxative
-        best_other = np.where(eligible & ~self.laxative, row_scores, -np.inf).max(axis=1)
-        best_laxative = np.where(laxative_ok, row_scores, -np.inf).max(axis=1)
-        no_other = np.isneginf(best_other)
-        row_bits[no_other[:, None] & laxative_ok] |= EXCLUSION_BIT["may_worsen_diarrhea"]
-        bits[rows] = row_bits
-        with np.errstate(invalid="ignore", divide="ignore"):
-            factor = np.where(no_other | np.isneginf(best_laxative), 1.0,
-                              np.minimum(1.0, 0.99 * best_other / best_laxative))
-        scores[rows] = np.where(laxative_ok, row_scores * factor[:, None], row_scores)  # scores is score()'s own
-        return scores
+        """Scores, masks, caveats and doses for every profile and form, in one compiled pass
+        (models/kernel.py) over the tables built above."""
+        arrays = score_profiles(
+            batch.age, batch.pregnant, batch.breastfeeding, batch.egfr, batch.dialysis, batch.conditions,
+            batch.goals, batch.interaction_classes, batch.has_unrecognized_medication, batch.avoid_forms,
+            batch.max_units_per_day, self.packed_tables)
+        return ScoredBatch(*arrays, batch=batch, rules=self.kb.rules)
 
     # -- explanations ---------------------------------------------------------------------
 
@@ -342,20 +285,13 @@ class Engine:
         """Per form of one profile: (feature, attribute, utility contribution) for the active
         weight terms, largest magnitude first (ties: feature, then attribute order); at most
         ``limit`` terms per form, each at least ``min_abs`` in magnitude."""
-        active = np.flatnonzero(features_row)
-        forms = list(forms)
-        # (active features, attributes, forms): feature value x weight x centred attribute
-        terms = (features_row[active, None, None] * self.weights[active, :, None]) * self.centred_attributes.T[
-            None, :, forms]
-        n_attributes = terms.shape[1]
-        flat = terms.reshape(-1, len(forms))
-        ordered = np.argsort(-np.abs(flat), axis=0, kind="stable")[:limit]
-        values = flat[ordered, np.arange(len(forms))]
-        keep = (values != 0.0) & (np.abs(values) >= min_abs)
-        features = active.tolist()
+        if limit is None:
+            limit = self.weights.size
+        features, attributes, values, filled = largest_terms(
+            features_row, self.weights, self.centred_attributes, np.asarray(forms, dtype=np.int64), limit,
+            float(min_abs))
         return [
-            [(features[index // n_attributes], index % n_attributes, value)
-             for index, value, kept in zip(form_order, form_values, form_keep, strict=True) if kept]
-            for form_order, form_values, form_keep in zip(ordered.T.tolist(), values.T.tolist(), keep.T.tolist(),
-                                                          strict=True)
+            list(zip(form_features[:count], form_attributes[:count], form_values[:count], strict=True))
+            for form_features, form_attributes, form_values, count in zip(
+                features.tolist(), attributes.tolist(), values.tolist(), filled.tolist(), strict=True)
         ]

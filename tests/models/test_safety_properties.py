@@ -136,12 +136,14 @@ def test_the_key_tables_give_exactly_the_full_product(batch_profiles, which):
     engine = RECOMMENDERS[which].engine
     batch = RECOMMENDERS[which].batch(batch_profiles)
     scored = engine.score(batch)
-    key = engine.profile_keys(batch)
+    band = np.where(batch.dialysis, engine.dialysis_band,
+                    np.searchsorted(engine.band_upper_edges, batch.egfr, side="right"))  # NaN: the last row
+    key = ((band * engine.ages + batch.age) * 2 + batch.pregnant) * 2 + batch.breastfeeding
     words = np.concatenate([batch.conditions, batch.goals], axis=1, dtype=np.float64)
     from_tables = words @ engine.word_products[:, : len(engine.form_ids)] + engine.key_utility[key]
     assert np.array_equal(from_tables, scored.features @ engine.feature_to_form)
 
-    band = engine.kidney_band(batch)
+    assert np.array_equal(scored.kidney_moderate, engine.key_kidney_moderate[key])
     infant = batch.age < KB.rules["age_groups"]["infant_below"]
     expected_bits = engine.band_exclusion_bits[band] | np.where(infant, EXCLUSION_BIT["infant"], 0).astype(
         np.uint8)[:, None]
@@ -151,3 +153,27 @@ def test_the_key_tables_give_exactly_the_full_product(batch_profiles, which):
     for code, expected in (("consult_clinician", np.ones(len(batch), bool)), ("infant", infant),
                            ("pregnancy", batch.pregnant), ("breastfeeding", batch.breastfeeding)):
         assert np.array_equal(caveats[:, vocab.ANSWER_CAVEATS.index(code)], expected), code
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(profiles, min_size=1, max_size=40), st.sampled_from(range(len(RECOMMENDERS))))
+def test_the_compiled_loop_scores_and_ranks_as_the_formula_says(batch_profiles, which):
+    """models/kernel.py against the formula written with NumPy: scores are the logistic of the
+    full product (to within the last bit of exp), except the laxative forms rule 5 scales down
+    for a sensitive gut; eligible forms lead, best first, ties in knowledge-base order."""
+    engine = RECOMMENDERS[which].engine
+    batch = RECOMMENDERS[which].batch(batch_profiles)
+    scored = engine.score(batch)
+    expected = 1.0 / (1.0 + np.exp(-(scored.features @ engine.feature_to_form)))
+    sensitive_columns = [vocab.CONDITIONS.index(c) for c in vocab.GI_SENSITIVE_CONDITIONS]
+    sensitive = batch.conditions[:, sensitive_columns].any(axis=1)
+    differs = ~np.isclose(scored.scores, expected, rtol=1e-15, atol=0)
+    assert not (differs & ~(sensitive[:, None] & engine.laxative)).any()
+    assert (scored.scores[differs] < expected[differs]).all()
+
+    eligible = scored.exclusion_bits == 0
+    assert np.array_equal(scored.eligible_count, eligible.sum(axis=1))
+    for row in range(len(batch)):
+        ranked = sorted(np.flatnonzero(eligible[row]), key=lambda form: -scored.scores[row, form])
+        rest = np.flatnonzero(~eligible[row]).tolist()
+        assert scored.order[row].tolist() == ranked + rest

@@ -1,0 +1,270 @@
+"""The scoring loop, compiled with numba: scores, safety masks, ranking, caveats and doses
+for every profile, in one pass over the profiles.
+
+Why compiled: NumPy costs a few microseconds per array operation whatever the array's size,
+and scoring took some forty of them, most of one answer's engine time; one compiled call does
+the same work for one profile in a few microseconds, and a million profiles in a fraction of
+a second, through the same code. What each table means, and which rule of the contract it
+carries, is documented where models/engine.py builds it from data/; this module only reads
+the tables. ``cache=True`` keeps the machine code next to this file (or in
+``NUMBA_CACHE_DIR``), so a process compiles once per machine, not once per start."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+
+class ScoringTables(NamedTuple):
+    """Everything the loop reads besides the profiles (built by Engine._prepare_safety_arrays)."""
+
+    band_upper_edges: np.ndarray  # float64 (B,): a known eGFR's band is the first edge above it
+    dialysis_band: int  # the band row of a profile on dialysis; row B is "eGFR unknown"
+    ages: int  # rows of the per-age tables (0..120)
+    key_utility: np.ndarray  # float64 (keys, F): utility of everything but the words
+    word_products: np.ndarray  # float64 (words, F + caveats + 2): utility, caveat and GI triggers
+    key_exclusion_bits: np.ndarray  # uint8 (keys, F)
+    key_caveats: np.ndarray  # bool (keys, caveats)
+    key_caution: np.ndarray  # bool (keys, F)
+    key_kidney_moderate: np.ndarray  # bool (keys,)
+    laxative: np.ndarray  # bool (F,)
+    avoided_bit: int  # exclusion bit of a form the user avoids
+    gi_exclusion_bits: np.ndarray  # uint8 (F,): bits set when the profile's gut excludes laxatives
+    worsens_diarrhea_bit: int  # exclusion bit when only laxative forms are left for a sensitive gut
+    class_severity: np.ndarray  # int8 (interaction classes,)
+    caveat_severity: np.ndarray  # int8 (caveats,)
+    interaction_column: int
+    unrecognized_column: int
+    elemental_max_by_age: np.ndarray  # float64 (ages, F), NaN where there is no dose
+    elemental_min_by_age: np.ndarray  # float64 (ages, F)
+    start_dose_by_age: np.ndarray  # float64 (ages,)
+    unit_elemental_mg: np.ndarray  # float64 (F,)
+    allowed_units_by_setting: np.ndarray  # int (settings,): max_units_per_day as given -> units allowed
+    burden_by_age_and_units: np.ndarray  # bool (ages, units, F)
+    static_form_caveats: np.ndarray  # bool (F, form caveats)
+    worsens_diarrhea_column: int  # form-caveat columns set per profile
+    high_unit_burden_column: int
+    worsens_diarrhea_warns: bool  # whether those two form caveats call for caution
+    high_unit_burden_warns: bool
+
+
+class ScoredArrays(NamedTuple):
+    scores: np.ndarray
+    exclusion_bits: np.ndarray
+    order: np.ndarray
+    eligible_count: np.ndarray
+    caveats: np.ndarray
+    interaction_severity: np.ndarray
+    max_severity: np.ndarray
+    form_caveats: np.ndarray
+    caution: np.ndarray
+    elemental_min: np.ndarray
+    elemental_max: np.ndarray
+    kidney_moderate: np.ndarray
+
+
+@numba.njit(cache=True, nogil=True)
+def _minimum(a: float, b: float) -> float:
+    """np.minimum for two numbers: NaN (no dose) wins."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a if a <= b else b
+
+
+@numba.njit(cache=True, nogil=True)
+def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goals, interaction_classes,
+                   has_unrecognized_medication, avoid_forms, max_units_per_day, packed_tables):
+    """The engine's arrays for n profiles (see models.engine.ScoredBatch for their meaning).
+    ``packed_tables`` is ``tuple(ScoringTables(...))``: numba checks a plain tuple's types
+    in a few microseconds, a named one's in three times as long."""
+    tables = ScoringTables(*packed_tables)
+    n, n_forms = age.shape[0], tables.key_utility.shape[1]
+    n_conditions, n_goals = conditions.shape[1], goals.shape[1]
+    n_caveats, n_classes = tables.key_caveats.shape[1], interaction_classes.shape[1]
+    n_bands = tables.band_upper_edges.shape[0]
+    n_settings = tables.allowed_units_by_setting.shape[0]
+    n_form_caveats = tables.static_form_caveats.shape[1]
+    unknown_band = n_bands
+    products = tables.word_products
+
+    scores = np.empty((n, n_forms))
+    bits = np.empty((n, n_forms), dtype=np.uint8)
+    order = np.empty((n, n_forms), dtype=np.int64)
+    eligible_count = np.empty(n, dtype=np.int64)
+    caveats = np.empty((n, n_caveats), dtype=np.bool_)
+    interaction_severity = np.empty(n, dtype=np.int8)
+    max_severity = np.empty(n, dtype=np.int8)
+    form_caveats = np.empty((n, n_forms, n_form_caveats), dtype=np.bool_)
+    caution = np.empty((n, n_forms), dtype=np.bool_)
+    elemental_min = np.empty((n, n_forms))
+    elemental_max = np.empty((n, n_forms))
+    kidney_moderate = np.empty(n, dtype=np.bool_)
+    sums = np.empty(products.shape[1])  # one profile's word products
+    sort_keys = np.empty(n_forms)
+
+    for i in range(n):
+        profile_age = age[i]
+        units_setting = max_units_per_day[i]
+        if profile_age < 0 or profile_age >= tables.ages:
+            raise IndexError("age outside the knowledge base's age tables")
+        if units_setting < 0 or units_setting >= n_settings:
+            raise IndexError("max_units_per_day outside the knowledge base's unit tables")
+
+        # ---- the profile key: kidney band, age, pregnancy, breastfeeding ---------------
+        if dialysis[i]:
+            band = tables.dialysis_band
+        elif math.isnan(egfr[i]):
+            band = unknown_band
+        else:  # a known eGFR (0..250) lies below the last edge, which the loader checks exceeds 250
+            band = 0
+            while band < n_bands and tables.band_upper_edges[band] <= egfr[i]:
+                band += 1
+        key = ((band * tables.ages + profile_age) * 2 + pregnant[i]) * 2 + breastfeeding[i]
+
+        # ---- utility and score: the key's row plus the rows of the profile's words -------
+        sums[:] = 0.0
+        for c in range(n_conditions):
+            if conditions[i, c]:
+                sums += products[c]
+        for g in range(n_goals):
+            if goals[i, g]:
+                sums += products[n_conditions + g]
+        gi_exclude = sums[n_forms + n_caveats] > 0
+        gi_sensitive = sums[n_forms + n_caveats + 1] > 0
+        for f in range(n_forms):
+            utility = sums[f] + tables.key_utility[key, f]
+            scores[i, f] = 1.0 / (np.exp(-utility) + 1.0)
+
+        # ---- hard safety rules: masks applied after scoring ------------------------------
+        for f in range(n_forms):
+            form_bits = tables.key_exclusion_bits[key, f]
+            if avoid_forms[i, f]:
+                form_bits |= tables.avoided_bit
+            if gi_exclude:
+                form_bits |= tables.gi_exclusion_bits[f]
+            bits[i, f] = form_bits
+        # Rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form ranks first.
+        # Eligible laxative forms are scaled (keeping their order) to score below the best
+        # eligible non-laxative form; with none, they are excluded.
+        if gi_sensitive:
+            best_other, best_laxative = -np.inf, -np.inf
+            for f in range(n_forms):
+                if bits[i, f] == 0:
+                    if tables.laxative[f]:
+                        best_laxative = max(best_laxative, scores[i, f])
+                    else:
+                        best_other = max(best_other, scores[i, f])
+            if best_laxative > -np.inf:
+                if best_other == -np.inf:
+                    for f in range(n_forms):
+                        if bits[i, f] == 0 and tables.laxative[f]:
+                            bits[i, f] |= tables.worsens_diarrhea_bit
+                else:
+                    factor = min(1.0, 0.99 * best_other / best_laxative)
+                    for f in range(n_forms):
+                        if bits[i, f] == 0 and tables.laxative[f]:
+                            scores[i, f] *= factor
+
+        # ---- ranking: eligible forms by score, best first; ties keep knowledge-base order --
+        eligible = 0
+        for f in range(n_forms):
+            if bits[i, f] == 0:
+                sort_keys[f] = -scores[i, f]
+                eligible += 1
+            else:
+                sort_keys[f] = np.inf
+            # insertion sort: stable, and the fastest for a dozen forms
+            position = f
+            while position > 0 and sort_keys[order[i, position - 1]] > sort_keys[f]:
+                order[i, position] = order[i, position - 1]
+                position -= 1
+            order[i, position] = f
+        eligible_count[i] = eligible
+
+        # ---- caveats ---------------------------------------------------------------------
+        severity = np.int8(-1)
+        for class_position in range(n_classes):
+            if interaction_classes[i, class_position] and tables.class_severity[class_position] > severity:
+                severity = tables.class_severity[class_position]
+        interaction_severity[i] = severity
+        highest = np.int8(-1)
+        for a in range(n_caveats):
+            if a == tables.interaction_column:
+                raised = severity >= 0
+                caveat_level = severity
+            else:
+                if a == tables.unrecognized_column:
+                    raised = has_unrecognized_medication[i]
+                else:
+                    raised = sums[n_forms + a] > 0 or tables.key_caveats[key, a]
+                caveat_level = tables.caveat_severity[a]
+            caveats[i, a] = raised
+            if raised and caveat_level > highest:
+                highest = caveat_level
+        max_severity[i] = highest
+        kidney_moderate[i] = tables.key_kidney_moderate[key]
+
+        # ---- dose, capped by the age's supplemental upper limit, and per-form caveats ------
+        allowed_units = tables.allowed_units_by_setting[units_setting]
+        for f in range(n_forms):
+            most = tables.elemental_max_by_age[profile_age, f]
+            least = tables.elemental_min_by_age[profile_age, f]
+            if units_setting > 0:
+                most = np.floor(_minimum(most, units_setting * tables.unit_elemental_mg[f]))
+                least = _minimum(tables.start_dose_by_age[profile_age], most)
+            elemental_max[i, f] = most
+            elemental_min[i, f] = least
+            worsens = gi_sensitive and tables.laxative[f]
+            burden = tables.burden_by_age_and_units[profile_age, allowed_units, f]
+            form_caveats[i, f, :] = tables.static_form_caveats[f]
+            form_caveats[i, f, tables.worsens_diarrhea_column] = worsens
+            form_caveats[i, f, tables.high_unit_burden_column] = burden
+            caution[i, f] = (tables.key_caution[key, f] or (tables.worsens_diarrhea_warns and worsens)
+                             or (tables.high_unit_burden_warns and burden))
+
+    return ScoredArrays(scores, bits, order, eligible_count, caveats, interaction_severity, max_severity,
+                        form_caveats, caution, elemental_min, elemental_max, kidney_moderate)
+
+
+@numba.njit(cache=True, nogil=True)
+def largest_terms(features_row, weights, centred_attributes, forms, limit, min_abs):
+    """Per form in ``forms``: its ``limit`` weight terms (feature value x weight x centred
+    attribute) of largest magnitude, each nonzero and at least ``min_abs``; ties keep
+    feature, then attribute order. Returns features, attributes and values, each
+    (forms, limit), and how many of each form's slots are filled."""
+    n_features, n_attributes = weights.shape
+    n_forms = forms.shape[0]
+    term_features = np.zeros((n_forms, limit), dtype=np.int64)
+    term_attributes = np.zeros((n_forms, limit), dtype=np.int64)
+    term_values = np.zeros((n_forms, limit))
+    filled = np.zeros(n_forms, dtype=np.int64)
+    for j in range(n_forms):
+        form = forms[j]
+        count = 0
+        for k in range(n_features):
+            feature = features_row[k]
+            if feature == 0.0:
+                continue
+            for m in range(n_attributes):
+                value = (feature * weights[k, m]) * centred_attributes[form, m]
+                size = abs(value)
+                if value == 0.0 or size < min_abs:
+                    continue
+                # insert after every kept term at least as large: a stable order by size
+                position = count
+                while position > 0 and abs(term_values[j, position - 1]) < size:
+                    position -= 1
+                if position >= limit:
+                    continue
+                last = min(count, limit - 1)
+                for slot in range(last, position, -1):
+                    term_features[j, slot] = term_features[j, slot - 1]
+                    term_attributes[j, slot] = term_attributes[j, slot - 1]
+                    term_values[j, slot] = term_values[j, slot - 1]
+                term_features[j, position], term_attributes[j, position], term_values[j, position] = k, m, value
+                count = min(count + 1, limit)
+        filled[j] = count
+    return term_features, term_attributes, term_values, filled
