@@ -63,19 +63,20 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.before_request
     def _limit_and_check_body():
-        if request.endpoint not in LARGE_BODY_ENDPOINTS:
-            request.max_content_length = app.config["SINGLE_MAX_CONTENT_LENGTH"]
+        current = request._get_current_object()  # one proxy lookup instead of one per attribute
+        if current.endpoint not in LARGE_BODY_ENDPOINTS:
+            current.max_content_length = app.config["SINGLE_MAX_CONTENT_LENGTH"]
         if (
-            request.method in JSON_METHODS
-            and request.url_rule is not None  # unknown paths and methods answer 404 and 405 first
-            and request.path.startswith("/v1/")
-            and request.path not in NON_JSON_BODY_PATHS
-            and not request.is_json
+            current.method in JSON_METHODS
+            and current.url_rule is not None  # unknown paths and methods answer 404 and 405 first
+            and current.path.startswith("/v1/")
+            and current.path not in NON_JSON_BODY_PATHS
+            and not current.is_json
         ):
             return problem(
                 415,
                 "Unsupported Media Type",
-                f"Send the body as application/json (got '{request.mimetype or 'no Content-Type'}').",
+                f"Send the body as application/json (got '{current.mimetype or 'no Content-Type'}').",
             )
         return None
 

@@ -12,7 +12,6 @@ own files there, and a scrape of any worker sums them all."""
 
 from __future__ import annotations
 
-import collections
 import datetime
 import functools
 import logging
@@ -77,10 +76,19 @@ def record_batch_rows(scored: int, rejected: int) -> None:
         BATCH_ROWS.labels(outcome="rejected").inc(rejected)
 
 
+@functools.cache
+def _answers_counter(severity: str):
+    return ANSWERS.labels(max_severity=severity)  # labels() costs more than inc(): once per severity
+
+
 def record_answers(answers: list[dict], locale: str) -> None:
     """Answer hook: count answers by their max_severity (the answers only, never the profiles)."""
-    for severity, count in collections.Counter(answer["max_severity"] for answer in answers).items():
-        ANSWERS.labels(max_severity=severity).inc(count)
+    counts: dict[str, int] = {}
+    for answer in answers:
+        severity = answer["max_severity"]
+        counts[severity] = counts.get(severity, 0) + 1
+    for severity, count in counts.items():
+        _answers_counter(severity).inc(count)
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -175,46 +183,60 @@ def _request_metrics(endpoint: str, method: str, status: str):
 
 def _start_request() -> None:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
-    g.request_started = time.perf_counter()
+    state = g._get_current_object()  # one proxy lookup instead of one per attribute
+    state.request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
+    state.request_started = time.perf_counter()
+
+
+@functools.cache
+def _security_header_plan(html: bool, ancestors: str | None, script: bool, no_store: bool) -> tuple:
+    """``(lowercase name, name, value)`` of every security header one kind of response gets;
+    ``ancestors`` is None for a page that may not be framed. A handful of kinds, each built once."""
+    frameable = ancestors is not None
+    wanted = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+    if html:
+        wanted.append(("Content-Security-Policy",
+                       PAGE_CONTENT_SECURITY_POLICY.format(ancestors=ancestors if frameable else "'none'")))
+    else:
+        wanted.append(("Content-Security-Policy", API_CONTENT_SECURITY_POLICY))
+    if not frameable:
+        wanted.append(("X-Frame-Options", "DENY"))
+    if script:
+        wanted.append(("Cross-Origin-Resource-Policy", "cross-origin"))
+    if no_store:
+        wanted.append(("Cache-Control", "no-store"))  # answers are derived from health data
+    return tuple((name.lower(), name, value) for name, value in wanted)
 
 
 def _security_headers(response: Response, path: str, method: str) -> None:
-    """The security headers a view has not set itself (one pass over the response's headers)."""
+    """The security headers a view has not set itself (a view that set its own policy knows best)."""
     headers = response.headers
-    present = {name.lower() for name, _ in headers.items()}
-    frameable = path in FRAMEABLE_PATHS
-    wanted = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
-    if "content-security-policy" not in present:  # a view that set its own policy knows best
-        if response.mimetype == "text/html":
-            ancestors = current_app.config.get("FRAME_ANCESTORS", "*") if frameable else "'none'"
-            wanted.append(("Content-Security-Policy", PAGE_CONTENT_SECURITY_POLICY.format(ancestors=ancestors)))
-        else:
-            wanted.append(("Content-Security-Policy", API_CONTENT_SECURITY_POLICY))
-    if not frameable:
-        wanted.append(("X-Frame-Options", "DENY"))
-    if path in CROSS_ORIGIN_SCRIPT_PATHS:
-        wanted.append(("Cross-Origin-Resource-Policy", "cross-origin"))
-    if method == "POST" and path.startswith("/v1/"):
-        wanted.append(("Cache-Control", "no-store"))  # answers are derived from health data
-    headers.extend([(name, value) for name, value in wanted if name.lower() not in present])
+    ancestors = current_app.config.get("FRAME_ANCESTORS", "*") if path in FRAMEABLE_PATHS else None
+    plan = _security_header_plan(response.mimetype == "text/html", ancestors, path in CROSS_ORIGIN_SCRIPT_PATHS,
+                                 method == "POST" and path.startswith("/v1/"))
+    present = {name.lower() for name, _ in headers}
+    for lower, name, value in plan:
+        if lower not in present:
+            headers.add(name, value)  # not extend(): it asks every pair whether it is a Mapping
 
 
 def _finish_request(response: Response) -> Response:
     current = request._get_current_object()  # one proxy lookup instead of one per attribute
-    request_id = g.get("request_id") or uuid.uuid4().hex
+    state = g._get_current_object()
+    request_id = state.get("request_id") or uuid.uuid4().hex
     response.headers[REQUEST_ID_HEADER] = request_id
-    _security_headers(response, current.path, current.method)
-    started = g.get("request_started")
+    method = current.method
+    _security_headers(response, current.path, method)
+    started = state.get("request_started")
     duration = time.perf_counter() - started if started is not None else 0.0
     endpoint = route_template(current.url_rule)
     status = response.status_code
-    counter, latency = _request_metrics(endpoint, current.method, str(status))
+    counter, latency = _request_metrics(endpoint, method, str(status))
     counter.inc()
     latency.observe(duration)
     if log.isEnabledFor(logging.INFO):
         log.info("request", extra={"request_id": request_id, "fields": {
-            "method": current.method,
+            "method": method,
             "endpoint": endpoint,
             "status": status,
             "duration_ms": round(duration * 1000, 3),

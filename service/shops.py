@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 
 from service import storage
 from service.errors import problem
@@ -155,17 +155,18 @@ def _forbidden(detail: str):
     return problem(403, "Forbidden", detail, slug="api-key-not-allowed")
 
 
-def _is_preflight() -> bool:
-    return (request.method == "OPTIONS" and "Origin" in request.headers
-            and "Access-Control-Request-Method" in request.headers)
+def _is_preflight(current: Request) -> bool:
+    return (current.method == "OPTIONS" and "Origin" in current.headers
+            and "Access-Control-Request-Method" in current.headers)
 
 
 def answer_preflight():
     """A browser asks whether a cross-origin call may be made; it sends no key, so any origin
     some shop has registered may proceed (the real call is checked against its key)."""
-    if not (request.path.startswith("/v1/") and _is_preflight()):
+    current = request._get_current_object()  # one proxy lookup instead of one per attribute
+    if not (current.path.startswith("/v1/") and _is_preflight(current)):
         return None
-    origin = request.headers["Origin"]
+    origin = current.headers["Origin"]
     if not storage.origin_registered(origin):
         return _forbidden(f"The origin {origin} is not registered for any shop; "
                           "add it with `formwise shops add-origin SHOP ORIGIN`.")
@@ -182,10 +183,12 @@ def answer_preflight():
 
 def authenticate():
     """Checks the key of every /v1 call and sets ``g.shop``; answers 401/403 problems."""
-    g.shop = None
-    if not request.path.startswith("/v1/"):
+    current = request._get_current_object()  # one proxy lookup instead of one per attribute
+    state = g._get_current_object()
+    state.shop = None
+    if not current.path.startswith("/v1/"):
         return None
-    sent = request.headers.get(KEY_HEADER)
+    sent = current.headers.get(KEY_HEADER)
     if sent is None:
         if key_required(current_app):
             return _unauthorized(f"Send your shop's API key in the {KEY_HEADER} header.")
@@ -195,7 +198,7 @@ def authenticate():
         return _unauthorized(f"The {KEY_HEADER} key is not known.")
     if record.revoked:
         return _unauthorized(f"The {KEY_HEADER} key {record.prefix}... has been revoked.")
-    origin = request.headers.get("Origin")
+    origin = current.headers.get("Origin")
     if record.kind == "publishable":
         if origin is None:
             return _forbidden("A publishable key works only from the shop's own web pages (the browser sends "
@@ -206,7 +209,7 @@ def authenticate():
     elif origin is not None:
         return _forbidden("A secret key is for server-to-server calls only and must never reach a browser; "
                           "use the publishable key in web pages.")
-    g.shop = ShopIdentity(id=record.shop_id, name=record.shop_name, key_kind=record.kind)
+    state.shop = ShopIdentity(id=record.shop_id, name=record.shop_name, key_kind=record.kind)
     return None
 
 
@@ -224,13 +227,14 @@ def require_shop(kind: str | None = None):
 def add_cors_headers(response):
     """Allow a browser to read the answer only from the key's registered origins; error
     answers are readable from any registered origin, so a shop can see what went wrong."""
-    if not request.path.startswith("/v1/") or _is_preflight():
+    current = request._get_current_object()  # one proxy lookup instead of one per attribute
+    if not current.path.startswith("/v1/") or _is_preflight(current):
         return response
     if "Vary" in response.headers:
         response.vary.add("Origin")
     else:
         response.headers["Vary"] = "Origin"  # the common case, without parsing a header set
-    origin = request.headers.get("Origin")
+    origin = current.headers.get("Origin")
     if origin is None:
         return response
     record = g.get("_formwise_key")
