@@ -11,8 +11,6 @@ import math
 from functools import cache
 from pathlib import Path
 
-import numpy as np
-
 from data import DATA_DIR
 from models import vocabulary as vocab
 from models.engine import EXCLUSION_BIT, Engine, ScoredBatch
@@ -21,6 +19,7 @@ from models.knowledge import EVIDENCE_GRADES, KnowledgeBaseError, _choice, _read
 from models.timing import TimingPlanner
 
 SEVERITY_ORDER = {name: i for i, name in enumerate(vocab.SEVERITIES)}
+EXCLUSION_FLAG = {code: int(bit) for code, bit in EXCLUSION_BIT.items()}  # Python ints, cheaper to test
 # logistic(0): the score of a form with average attributes when no profile factor applies.
 SCORE_BASELINE = 0.5
 CONTRIBUTION_PLACES = 6
@@ -79,6 +78,8 @@ class AnswerBuilder:
         self.source_grades = load_source_grades()
         self.timing = TimingPlanner(self.kb, engine.medicines)
         self._caveat_templates: dict[tuple, dict] = {}
+        # Python floats: arithmetic on NumPy scalars costs several times as much per answer.
+        self.elemental_fractions = engine.elemental_fraction.tolist()
         self._reason_templates: dict[tuple, dict] = {}
 
     def _caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
@@ -113,15 +114,15 @@ class AnswerBuilder:
         ]
 
         excluded = []
-        for form_index in np.flatnonzero(scored.exclusion_bits[row]):
-            bits = scored.exclusion_bits[row, form_index]
-            reasons = [
-                {"code": code, "text": kb.caveats[code].text(locale)}
-                for code in vocab.EXCLUSION_CODES
-                if bits & EXCLUSION_BIT[code]
-            ]
-            form = self.forms[form_index]
-            excluded.append({"form": form.id, "name": form.name_in(locale), "reasons": reasons})
+        for form_index, bits in enumerate(scored.exclusion_bits[row].tolist()):
+            if bits:
+                reasons = [
+                    {"code": code, "text": kb.caveats[code].text(locale)}
+                    for code in vocab.EXCLUSION_CODES
+                    if bits & EXCLUSION_FLAG[code]
+                ]
+                form = self.forms[form_index]
+                excluded.append({"form": form.id, "name": form.name_in(locale), "reasons": reasons})
 
         caveats = []
         for column, raised in enumerate(scored.caveats[row].tolist()):
@@ -181,7 +182,7 @@ class AnswerBuilder:
         ]
         elemental_min = float(scored.elemental_min[row, form_index])
         elemental_max = float(scored.elemental_max[row, form_index])
-        fraction = self.engine.elemental_fraction[form_index]
+        fraction = self.elemental_fractions[form_index]
         recommendation = {
             "rank": rank,
             "form": form.id,

@@ -78,7 +78,7 @@ def batch_from_profiles(profiles: list[dict], form_ids: tuple[str, ...], medicin
     """Columns from validated profile dicts (the HTTP and JSON Lines path). Fields not
     given take the contract's defaults."""
     batch = ProfileBatch.empty(len(profiles), len(form_ids))
-    form_column = {form_id: i for i, form_id in enumerate(form_ids)}
+    form_column = _form_columns(tuple(form_ids))
     for row, profile in enumerate(profiles):
         batch.age[row] = profile["age"]
         batch.sex[row] = SEX_CODE[profile.get("sex") or "unspecified"]
@@ -100,13 +100,19 @@ def batch_from_profiles(profiles: list[dict], form_ids: tuple[str, ...], medicin
                     unrecognized.append(name)
             else:
                 recognized.append((name, classes))
-                batch.interaction_classes[row, list(classes)] = True
+                for class_position in classes:  # scalar writes: cheaper than a fancy index for a few
+                    batch.interaction_classes[row, class_position] = True
         batch.has_unrecognized_medication[row] = bool(unrecognized)
         preferences = profile.get("preferences") or {}
         for form_id in preferences.get("avoid_forms") or ():
             batch.avoid_forms[row, form_column[form_id]] = True
         batch.max_units_per_day[row] = preferences.get("max_units_per_day") or 0
     return batch
+
+
+@functools.lru_cache(maxsize=16)
+def _form_columns(form_ids: tuple[str, ...]) -> dict[str, int]:
+    return {form_id: i for i, form_id in enumerate(form_ids)}
 
 
 def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict) -> np.ndarray:
