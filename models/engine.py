@@ -232,7 +232,7 @@ class Engine:
         start-up: under gunicorn that is once in the master before it forks, instead of in
         every worker's first request."""
         self.score(ProfileBatch.empty(0, len(self.form_ids), keep_names=False))
-        self.contribution_terms(np.zeros(len(FEATURE_NAMES)), [], limit=1)
+        self.contribution_terms(np.zeros(len(FEATURE_NAMES)), [], limit=1)  # the features are made contiguous
 
     def _scoring_tables(self) -> ScoringTables:
         """The tables above, as the compiled scoring loop reads them."""
@@ -288,8 +288,8 @@ class Engine:
         if limit is None:
             limit = self.weights.size
         features, attributes, values, filled = largest_terms(
-            features_row, self.weights, self.centred_attributes, np.asarray(forms, dtype=np.int64), limit,
-            float(min_abs))
+            np.ascontiguousarray(features_row), self.weights, self.centred_attributes,
+            np.asarray(forms, dtype=np.int64), limit, float(min_abs))
         return [
             list(zip(form_features[:count], form_attributes[:count], form_values[:count], strict=True))
             for form_features, form_attributes, form_values, count in zip(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models import vocabulary as vocab
+from models.kernel import fill_features
 
 # Profile factors the weights in data/ may name (the rows of the weight matrix).
 PROFILE_FACTORS = (
@@ -116,19 +117,13 @@ def _form_columns(form_ids: tuple[str, ...]) -> dict[str, int]:
 
 
 def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict) -> np.ndarray:
-    """n x len(FEATURE_NAMES), float64: the profile factors the weights act on."""
+    """n x len(FEATURE_NAMES), float64: the profile factors the weights act on (one compiled
+    pass, models/kernel.py)."""
     ages = rules["age_groups"]
-    n_conditions, n_goals = len(vocab.CONDITIONS), len(vocab.GOALS)
-    derived = 1 + n_conditions + n_goals
-    # Column-major: each factor is written as one contiguous column.
+    # Column-major: a training or explanation step reads one factor across many profiles.
     features = np.empty((len(batch), len(FEATURE_NAMES)), order="F")
-    features[:, 0] = 1.0
-    features[:, 1 : 1 + n_conditions] = batch.conditions
-    features[:, 1 + n_conditions : derived] = batch.goals
-    features[:, derived] = kidney_moderate
-    features[:, derived + 1] = batch.pregnant | batch.breastfeeding
-    features[:, derived + 2 : derived + 4] = _age_factors(ages["infant_below"], ages["child_up_to"],
-                                                          ages["older_adult_from"])[batch.age]
+    fill_features(batch.conditions, batch.goals, kidney_moderate, batch.pregnant, batch.breastfeeding, batch.age,
+                  _age_factors(ages["infant_below"], ages["child_up_to"], ages["older_adult_from"]), features)
     return features
 
 

@@ -268,3 +268,25 @@ def largest_terms(features_row, weights, centred_attributes, forms, limit, min_a
                 count = min(count + 1, limit)
         filled[j] = count
     return term_features, term_attributes, term_values, filled
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_features(conditions, goals, kidney_moderate, pregnant, breastfeeding, age, age_factors, out):
+    """The feature matrix into ``out`` (n x len(models.features.FEATURE_NAMES)): always 1,
+    the conditions, the goals, then the derived factors; ``age_factors`` is (child, older
+    adult) per age."""
+    n_conditions, n_goals = conditions.shape[1], goals.shape[1]
+    derived = 1 + n_conditions + n_goals
+    for i in range(age.shape[0]):
+        profile_age = age[i]
+        if profile_age < 0 or profile_age >= age_factors.shape[0]:
+            raise IndexError("age outside the age-factor table")
+        out[i, 0] = 1.0
+        for c in range(n_conditions):
+            out[i, 1 + c] = 1.0 if conditions[i, c] else 0.0
+        for g in range(n_goals):
+            out[i, 1 + n_conditions + g] = 1.0 if goals[i, g] else 0.0
+        out[i, derived] = 1.0 if kidney_moderate[i] else 0.0
+        out[i, derived + 1] = 1.0 if pregnant[i] or breastfeeding[i] else 0.0
+        out[i, derived + 2] = age_factors[profile_age, 0]
+        out[i, derived + 3] = age_factors[profile_age, 1]
