@@ -6,7 +6,10 @@ health data a request carried."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import json
+import logging
+import random
 import re
 
 import pytest
@@ -15,7 +18,7 @@ from flask import Response
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import create_app
+from service import create_app, observability
 from tests.e2e.server import running_service
 
 URL = "/v1/recommendations"
@@ -68,6 +71,38 @@ def test_one_log_line_per_request_even_when_answered_early(client, capsys):
     assert [(line["endpoint"], line["status"]) for line in lines] == [
         ("/v1/recommendations", 200), ("/v1/recommendations", 415), ("unmatched", 404)]
     assert len({line["request_id"] for line in lines}) == 3
+
+
+def test_a_request_line_written_directly_is_the_line_logging_writes(client, capsys):
+    """With no handler but the service's own (as under gunicorn) the line skips the logging
+    machinery; with a test's capture on the root logger it goes through it. Same line."""
+    root = logging.getLogger()
+    assert observability._sole_handler() is None  # pytest's capture handlers are on the root
+    saved = root.handlers[:]
+    for handler in saved:
+        root.removeHandler(handler)
+    try:
+        assert isinstance(observability._sole_handler(), observability.StderrHandler)
+        client.get("/health/live", headers={"X-Request-ID": "direct"})
+    finally:
+        for handler in saved:
+            root.addHandler(handler)
+    client.get("/health/live", headers={"X-Request-ID": "through-logging"})
+    direct, through_logging = request_lines(capsys.readouterr().err)
+    assert list(direct) == list(through_logging)  # the same fields in the same order
+    for line in (direct, through_logging):
+        del line["ts"], line["duration_ms"], line["request_id"]
+    assert direct == through_logging
+
+
+def test_log_timestamps_are_datetimes_iso_format():
+    rounding_edges = [1_767_225_599.9994999, 1_767_225_599.9995, 1_767_225_599.9999996, 1_767_225_600.0,
+                      1_767_225_600.0005, 1_767_225_600.0004999, 0.0]
+    generator = random.Random(7)
+    spread = [generator.uniform(0, 4_000_000_000) for _ in range(2000)]
+    for created in rounding_edges + spread:
+        expected = datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat(timespec="milliseconds")
+        assert observability.utc_timestamp(created) == expected, created
 
 
 def test_no_health_data_reaches_any_log_line_in_process(capsys, caplog):
