@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from models import vocabulary as vocab
+from models.engine import ScoredBatch
 from models.features import FEATURE_NAMES, WORD_FEATURES
+from models.kernel import ScoredArrays
 from models.knowledge import default_knowledge_base
 from models.recommender import Recommender
 
@@ -238,3 +242,22 @@ def test_the_word_feature_columns_are_the_conditions_then_the_goals():
     """The engine reads its word-triggered rules from these columns of the feature matrix."""
     expected = tuple(f"condition:{word}" for word in vocab.CONDITIONS) + tuple(f"goal:{word}" for word in vocab.GOALS)
     assert FEATURE_NAMES[WORD_FEATURES] == expected
+
+
+def test_the_compiled_loop_returns_the_scored_batch_fields_in_their_order():
+    """Engine.score hands the loop's arrays to ScoredBatch by position."""
+    scored_fields = [field.name for field in dataclasses.fields(ScoredBatch)]
+    assert list(ScoredArrays._fields) == scored_fields[: len(ScoredArrays._fields)]
+    assert scored_fields[len(ScoredArrays._fields):] == ["batch", "rules"]
+
+
+def test_an_age_outside_the_tables_is_refused_not_read_out_of_bounds(rec):
+    """The compiled loop does not check bounds by itself: it checks the two indexes that come
+    from profiles (validated long before, so this is a second line of defence)."""
+    batch = rec.batch([{"age": 40}])
+    batch.age[0] = 500
+    with pytest.raises(IndexError):
+        rec.score(batch)
+    batch.age[0], batch.max_units_per_day[0] = 40, 999
+    with pytest.raises(IndexError):
+        rec.score(batch)
