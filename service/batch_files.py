@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from models import columnar
 from models.columnar import ALLOWED_COLUMNS, REQUIRED_COLUMNS, ColumnEncoder, FieldRules, OutputBuilder
+from service.ids import answer_id
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
 STDIO = "-"
@@ -557,7 +558,7 @@ class ChunkScorer:
         batch = self.recommender.batch(profiles)
         answers = self.recommender.answers.answers(batch, self.engine.score(batch), self.limit, self.locale)
         return [
-            orjson.dumps({"id": item_id, "output": {"recommendation_id": str(uuid.uuid4()), **answer},
+            orjson.dumps({"id": item_id, "output": {"recommendation_id": answer_id(), **answer},
                           "error": None}) + b"\n"
             for item_id, answer in zip(ids, answers, strict=True)
         ]

@@ -20,7 +20,6 @@ import os
 import re
 import sys
 import time
-import uuid
 
 import orjson
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
@@ -34,6 +33,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from service import ids
 from service.parser import DEFAULT_JSON_MAX_DEPTH
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -250,7 +250,7 @@ def _request_metrics(endpoint: str, method: str, status: str):
 def _start_request() -> None:
     given = request.headers.get(REQUEST_ID_HEADER, "")
     state = g._get_current_object()  # one proxy lookup instead of one per attribute
-    state.request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else uuid.uuid4().hex
+    state.request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else ids.request_id()
     state.request_started = time.perf_counter()
 
 
@@ -289,7 +289,7 @@ def _security_headers(response: Response, path: str, method: str) -> None:
 def _finish_request(response: Response) -> Response:
     current = request._get_current_object()  # one proxy lookup instead of one per attribute
     state = g._get_current_object()
-    request_id = state.get("request_id") or uuid.uuid4().hex
+    request_id = state.get("request_id") or ids.request_id()
     response.headers[REQUEST_ID_HEADER] = request_id
     method = current.method
     _security_headers(response, current.path, method)

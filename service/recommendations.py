@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 import marshmallow as ma
 from flask import current_app
 from flask.views import MethodView
 
 from models import vocabulary as vocab
+from service import ids
 from service.errors import validation_problem_body
 from service.observability import record_batch_rows
 from service.parser import Blueprint
@@ -43,7 +42,7 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     recommender = current_app.extensions["formwise"]
     answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"],
                                     schedule=options.get("schedule"), waking_hours=options.get("waking_hours"))
-    answers = [{"recommendation_id": str(uuid.uuid4()), **answer} for answer in answers]
+    answers = [{"recommendation_id": ids.answer_id(), **answer} for answer in answers]
     for hook in current_app.extensions.get("formwise_answer_hooks", ()):
         hook(answers, locale)
     return answers, locale
