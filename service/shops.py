@@ -26,6 +26,7 @@ from service import storage
 from service.errors import problem
 
 KEY_HEADER = "X-API-Key"
+REQUIRE_KEY_SETTING = "FORMWISE_REQUIRE_API_KEY"
 KEY_PREFIXES = {"publishable": "pk_", "secret": "sk_"}
 KEY_RANDOM_BYTES = 32
 # How much of a key ``shops list`` shows and ``shops revoke-key`` accepts to name it.
@@ -120,7 +121,9 @@ def revoke_key(key_or_prefix: str, replace: bool = False) -> tuple[storage.KeyRe
 
 
 def key_required(app: Flask) -> bool:
-    value = app.config.get("FORMWISE_REQUIRE_API_KEY", os.environ.get("FORMWISE_REQUIRE_API_KEY", ""))
+    """The app's setting, else the environment's as ``init_app`` read it at start-up (reading
+    os.environ on every unkeyed call cost more than the rest of the check)."""
+    value = app.config.get(REQUIRE_KEY_SETTING, "")
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -230,10 +233,10 @@ def add_cors_headers(response):
     current = request._get_current_object()  # one proxy lookup instead of one per attribute
     if not current.path.startswith("/v1/") or _is_preflight(current):
         return response
-    if "Vary" in response.headers:
+    if any(name.lower() == "vary" for name, _ in response.headers):  # `in` raises and catches a KeyError
         response.vary.add("Origin")
     else:
-        response.headers["Vary"] = "Origin"  # the common case, without parsing a header set
+        response.headers.add("Vary", "Origin")  # the common case, without parsing a header set
     origin = current.headers.get("Origin")
     if origin is None:
         return response
@@ -261,6 +264,7 @@ def init_app(app: Flask, api=None) -> None:
             "description": "A shop's key: publishable (pk_...) from its web pages, secret (sk_...) from its server. "
             "Needed by every /v1 call when the server sets FORMWISE_REQUIRE_API_KEY=1.",
         })
+    app.config.setdefault(REQUIRE_KEY_SETTING, os.environ.get(REQUIRE_KEY_SETTING, ""))
     app.before_request(answer_preflight)
     app.before_request(authenticate)
     app.after_request(add_cors_headers)
