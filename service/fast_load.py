@@ -17,6 +17,7 @@ hooks (pre_load, validates_schema, ...) or renamed fields always falls back."""
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -36,11 +37,13 @@ def _validator_check(validator) -> Callable[[Any], bool]:
     kind = type(validator)
     if kind is validate.Range:
         low, high = validator.min, validator.max
-        low_ok = (lambda v: True) if low is None else (
-            (lambda v: v >= low) if validator.min_inclusive else (lambda v: v > low))
-        high_ok = (lambda v: True) if high is None else (
-            (lambda v: v <= high) if validator.max_inclusive else (lambda v: v < high))
-        return lambda value: low_ok(value) and high_ok(value)
+        above = operator.ge if validator.min_inclusive else operator.gt
+        below = operator.le if validator.max_inclusive else operator.lt
+        if low is None:
+            return (lambda value: True) if high is None else (lambda value: below(value, high))
+        if high is None:
+            return lambda value: above(value, low)
+        return lambda value: above(value, low) and below(value, high)
     if kind is validate.OneOf:
         choices = frozenset(validator.choices)
         return lambda value: value in choices
@@ -90,7 +93,7 @@ def _type_check(field: fields.Field) -> Checker:
             if type(value) is not list:
                 return FALLBACK
             loaded = [inner(item) for item in value]
-            return FALLBACK if any(item is FALLBACK for item in loaded) else loaded
+            return FALLBACK if FALLBACK in loaded else loaded  # loaded values never equal FALLBACK
         return items
     if kind is fields.Nested and not field.many and field.only is None and not field.exclude:
         return compile_loader(field.schema)
@@ -104,6 +107,14 @@ def _field_check(field: fields.Field) -> Checker:
     type_check = _type_check(field)
     checks = tuple(_validator_check(validator) for validator in field.validators)
     allow_none = field.allow_none
+
+    def unvalidated(value):
+        if value is None:
+            return None if allow_none else FALLBACK
+        return type_check(value)
+
+    if not checks:
+        return unvalidated
 
     def check(value):
         if value is None:
