@@ -39,11 +39,12 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     attribution, shop catalogs and metrics add to or record them without touching this
     module. A hook is ``hook(answers, locale)`` in ``app.extensions["formwise_answer_hooks"]``."""
     locale = resolve_locale(options["locale"])
-    recommender = current_app.extensions["formwise"]
+    extensions = current_app.extensions  # one proxy lookup for both
+    recommender = extensions["formwise"]
     answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"],
                                     schedule=options.get("schedule"), waking_hours=options.get("waking_hours"))
     answers = [{"recommendation_id": ids.answer_id(), **answer} for answer in answers]
-    for hook in current_app.extensions.get("formwise_answer_hooks", ()):
+    for hook in extensions.get("formwise_answer_hooks", ()):
         hook(answers, locale)
     return answers, locale
 
