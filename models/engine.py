@@ -23,7 +23,7 @@ import numpy as np
 
 from models import vocabulary as vocab
 from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, feature_matrix
-from models.kernel import ScoringTables, largest_terms, score_profiles
+from models.kernel import ScoringTables, score_profiles
 from models.knowledge import KnowledgeBase
 from models.medicines import MedicineIndex
 
@@ -93,6 +93,11 @@ class Engine:
         # multiples of 2**-20 so that any summation order (BLAS picks one per batch size)
         # gives bit-identical utilities: one profile alone and inside a batch of a million
         # get the same scores and the same tie-breaks.
+        # For explanations (contribution_terms): per feature its nonzero (attribute, weight)
+        # pairs, and per form its centred attributes, as Python numbers.
+        self._nonzero_weights = [[(m, weight) for m, weight in enumerate(row) if weight != 0.0]
+                                 for row in self.weights.tolist()]
+        self._centred_rows = self.centred_attributes.tolist()
         self.feature_to_form = np.round((self.weights @ self.centred_attributes.T) * 2**20) / 2**20
         self._prepare_safety_arrays()
         self._compile_loops()
@@ -232,7 +237,6 @@ class Engine:
         start-up: under gunicorn that is once in the master before it forks, instead of in
         every worker's first request."""
         self.score(ProfileBatch.empty(0, len(self.form_ids), keep_names=False))
-        self.contribution_terms(np.zeros(len(FEATURE_NAMES)), [], limit=1)  # the features are made contiguous
 
     def _scoring_tables(self) -> ScoringTables:
         """The tables above, as the compiled scoring loop reads them."""
@@ -284,14 +288,19 @@ class Engine:
                            min_abs: float = 0.0) -> list[list[tuple[int, int, float]]]:
         """Per form of one profile: (feature, attribute, utility contribution) for the active
         weight terms, largest magnitude first (ties: feature, then attribute order); at most
-        ``limit`` terms per form, each at least ``min_abs`` in magnitude."""
-        if limit is None:
-            limit = self.weights.size
-        features, attributes, values, filled = largest_terms(
-            np.ascontiguousarray(features_row), self.weights, self.centred_attributes,
-            np.asarray(forms, dtype=np.int64), limit, float(min_abs))
-        return [
-            list(zip(form_features[:count], form_attributes[:count], form_values[:count], strict=True))
-            for form_features, form_attributes, form_values, count in zip(
-                features.tolist(), attributes.tolist(), values.tolist(), filled.tolist(), strict=True)
-        ]
+        ``limit`` terms per form, each at least ``min_abs`` in magnitude.
+
+        Plain Python over the nonzero weights of the profile's active features: a profile has
+        a handful of those, and an answer explains three forms, so this is cheaper than any
+        array call; the products are the same IEEE operations, in the same order, as
+        ``(feature x weight) x centred attribute`` in NumPy."""
+        active = [(k, value) for k, value in enumerate(np.asarray(features_row).tolist()) if value != 0.0]
+        explained = []
+        for form in forms:
+            centred = self._centred_rows[form]
+            terms = [(k, m, (value * weight) * centred[m])
+                     for k, value in active for m, weight in self._nonzero_weights[k]]
+            kept = [term for term in terms if term[2] != 0.0 and abs(term[2]) >= min_abs]
+            kept.sort(key=lambda term: -abs(term[2]))  # stable: ties keep feature, then attribute order
+            explained.append(kept[:limit])
+        return explained

@@ -230,47 +230,6 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
 
 
 @numba.njit(cache=True, nogil=True)
-def largest_terms(features_row, weights, centred_attributes, forms, limit, min_abs):
-    """Per form in ``forms``: its ``limit`` weight terms (feature value x weight x centred
-    attribute) of largest magnitude, each nonzero and at least ``min_abs``; ties keep
-    feature, then attribute order. Returns features, attributes and values, each
-    (forms, limit), and how many of each form's slots are filled."""
-    n_features, n_attributes = weights.shape
-    n_forms = forms.shape[0]
-    term_features = np.zeros((n_forms, limit), dtype=np.int64)
-    term_attributes = np.zeros((n_forms, limit), dtype=np.int64)
-    term_values = np.zeros((n_forms, limit))
-    filled = np.zeros(n_forms, dtype=np.int64)
-    for j in range(n_forms):
-        form = forms[j]
-        count = 0
-        for k in range(n_features):
-            feature = features_row[k]
-            if feature == 0.0:
-                continue
-            for m in range(n_attributes):
-                value = (feature * weights[k, m]) * centred_attributes[form, m]
-                size = abs(value)
-                if value == 0.0 or size < min_abs:
-                    continue
-                # insert after every kept term at least as large: a stable order by size
-                position = count
-                while position > 0 and abs(term_values[j, position - 1]) < size:
-                    position -= 1
-                if position >= limit:
-                    continue
-                last = min(count, limit - 1)
-                for slot in range(last, position, -1):
-                    term_features[j, slot] = term_features[j, slot - 1]
-                    term_attributes[j, slot] = term_attributes[j, slot - 1]
-                    term_values[j, slot] = term_values[j, slot - 1]
-                term_features[j, position], term_attributes[j, position], term_values[j, position] = k, m, value
-                count = min(count + 1, limit)
-        filled[j] = count
-    return term_features, term_attributes, term_values, filled
-
-
-@numba.njit(cache=True, nogil=True)
 def fill_features(conditions, goals, kidney_moderate, pregnant, breastfeeding, age, age_factors, out):
     """The feature matrix into ``out`` (n x len(models.features.FEATURE_NAMES)): always 1,
     the conditions, the goals, then the derived factors; ``age_factors`` is (child, older
