@@ -93,12 +93,12 @@ class Engine:
         # multiples of 2**-20 so that any summation order (BLAS picks one per batch size)
         # gives bit-identical utilities: one profile alone and inside a batch of a million
         # get the same scores and the same tie-breaks.
+        self.feature_to_form = np.round((self.weights @ self.centred_attributes.T) * 2**20) / 2**20
         # For explanations (contribution_terms): per feature its nonzero (attribute, weight)
         # pairs, and per form its centred attributes, as Python numbers.
         self._nonzero_weights = [[(m, weight) for m, weight in enumerate(row) if weight != 0.0]
                                  for row in self.weights.tolist()]
         self._centred_rows = self.centred_attributes.tolist()
-        self.feature_to_form = np.round((self.weights @ self.centred_attributes.T) * 2**20) / 2**20
         self._prepare_safety_arrays()
         self._compile_loops()
 
@@ -233,9 +233,9 @@ class Engine:
         self.packed_tables = tuple(self.tables)  # as models.kernel.score_profiles takes them
 
     def _compile_loops(self) -> None:
-        """Compile the loops of models/kernel.py (or load them from numba's cache) now, at
+        """Compile the scoring loop of models/kernel.py (or load it from numba's cache) now, at
         start-up: under gunicorn that is once in the master before it forks, instead of in
-        every worker's first request."""
+        every worker's first request. (The feature loop ran already, for the key tables.)"""
         self.score(ProfileBatch.empty(0, len(self.form_ids), keep_names=False))
 
     def _scoring_tables(self) -> ScoringTables:

@@ -52,6 +52,8 @@ class ScoringTables(NamedTuple):
 
 
 class ScoredArrays(NamedTuple):
+    """What the loop returns: the fields of models.engine.ScoredBatch, in its order."""
+
     scores: np.ndarray
     exclusion_bits: np.ndarray
     order: np.ndarray
