@@ -75,11 +75,10 @@ class ProfileBatch:
         )
 
 
-def batch_from_profiles(profiles: list[dict], form_ids: tuple[str, ...], medicine_index) -> ProfileBatch:
+def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], medicine_index) -> ProfileBatch:
     """Columns from validated profile dicts (the HTTP and JSON Lines path). Fields not
-    given take the contract's defaults."""
-    batch = ProfileBatch.empty(len(profiles), len(form_ids))
-    form_column = _form_columns(tuple(form_ids))
+    given take the contract's defaults. ``form_position`` is the engine's form id -> column."""
+    batch = ProfileBatch.empty(len(profiles), len(form_position))
     for row, profile in enumerate(profiles):
         batch.age[row] = profile["age"]
         batch.sex[row] = SEX_CODE[profile.get("sex") or "unspecified"]
@@ -106,14 +105,9 @@ def batch_from_profiles(profiles: list[dict], form_ids: tuple[str, ...], medicin
         batch.has_unrecognized_medication[row] = bool(unrecognized)
         preferences = profile.get("preferences") or {}
         for form_id in preferences.get("avoid_forms") or ():
-            batch.avoid_forms[row, form_column[form_id]] = True
+            batch.avoid_forms[row, form_position[form_id]] = True
         batch.max_units_per_day[row] = preferences.get("max_units_per_day") or 0
     return batch
-
-
-@functools.lru_cache(maxsize=16)
-def _form_columns(form_ids: tuple[str, ...]) -> dict[str, int]:
-    return {form_id: i for i, form_id in enumerate(form_ids)}
 
 
 def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 
 
 class ScoringTables(NamedTuple):
-    """Everything the loop reads besides the profiles (built by Engine._prepare_safety_arrays)."""
+    """Everything the loop reads besides the profiles (Engine._scoring_tables builds it)."""
 
     band_upper_edges: np.ndarray  # float64 (B,): a known eGFR's band is the first edge above it
     dialysis_band: int  # the band row of a profile on dialysis; row B is "eGFR unknown"

@@ -67,7 +67,7 @@ class Recommender:
         return self.engine.model_version
 
     def batch(self, profiles: list[dict]) -> ProfileBatch:
-        return batch_from_profiles(profiles, self.engine.form_ids, self.engine.medicines)
+        return batch_from_profiles(profiles, self.engine.form_position, self.engine.medicines)
 
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         return self.engine.score(batch)

@@ -167,7 +167,7 @@ def load_judgments(knowledge_base: KnowledgeBase, path: Path | None = None) -> t
 
 def _check_against_hard_rules(path: Path, judgments: list[Judgment], engine: Engine) -> None:
     """A judgment may not ask for what the contract's hard rules forbid."""
-    batch = batch_from_profiles([j.profile for j in judgments], engine.form_ids, engine.medicines)
+    batch = batch_from_profiles([j.profile for j in judgments], engine.form_position, engine.medicines)
     scored = engine.score(batch)
     laxative = {form.id for form in engine.kb.forms if form.laxative}
     for i, judgment in enumerate(judgments):
@@ -212,7 +212,7 @@ class JudgedCases:
     def build(cls, judgments, engine: Engine) -> JudgedCases:
         """Only judgments with a non-empty order rank anything; the others are left out."""
         ranked = tuple(j for j in judgments if j.preferred_order)
-        batch = batch_from_profiles([j.profile for j in ranked], engine.form_ids, engine.medicines)
+        batch = batch_from_profiles([j.profile for j in ranked], engine.form_position, engine.medicines)
         scored = engine.score(batch)
         relevance = np.zeros((len(ranked), len(engine.form_ids)))
         for i, judgment in enumerate(ranked):
@@ -326,7 +326,7 @@ def new_ranker(engine: Engine, alpha: float = DEFAULT_ALPHA) -> PairwisePreferen
 def ranking_scores(weights: np.ndarray, cases: JudgedCases, engine: Engine) -> np.ndarray:
     """The scores an answer would rank by (after every mask), -1 where a form is excluded."""
     scoring = Engine(engine.kb, weights=weights, model_version="evaluation")
-    batch = batch_from_profiles([j.profile for j in cases.judgments], scoring.form_ids, scoring.medicines)
+    batch = batch_from_profiles([j.profile for j in cases.judgments], scoring.form_position, scoring.medicines)
     scored = scoring.score(batch)
     return np.where(scored.exclusion_bits == 0, scored.scores, -1.0)
 
