@@ -81,6 +81,8 @@ class AnswerBuilder:
         # Python floats: arithmetic on NumPy scalars costs several times as much per answer.
         self.elemental_fractions = engine.elemental_fraction.tolist()
         self._reason_templates: dict[tuple, dict] = {}
+        self._exclusion_templates: dict[tuple, dict] = {}
+        self._interaction_templates: dict[tuple, dict] = {}
 
     def _caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
         """A fresh caveat object (callers may add to it), copied from one built per
@@ -113,16 +115,8 @@ class AnswerBuilder:
             for rank, form_index in enumerate(ranked, 1)
         ]
 
-        excluded = []
-        for form_index, bits in enumerate(scored.exclusion_bits[row].tolist()):
-            if bits:
-                reasons = [
-                    {"code": code, "text": kb.caveats[code].text(locale)}
-                    for code in vocab.EXCLUSION_CODES
-                    if bits & EXCLUSION_FLAG[code]
-                ]
-                form = self.forms[form_index]
-                excluded.append({"form": form.id, "name": form.name_in(locale), "reasons": reasons})
+        excluded = [self._exclusion(form_index, bits, locale)
+                    for form_index, bits in enumerate(scored.exclusion_bits[row].tolist()) if bits]
 
         caveats = []
         for column, raised in enumerate(scored.caveats[row].tolist()):
@@ -134,24 +128,9 @@ class AnswerBuilder:
                 caveats.append(self._caveat(code, locale, severity))
         caveats.sort(key=lambda item: -SEVERITY_ORDER[item["severity"]])  # stable: contract order within
 
-        interactions = []
-        for name, classes in batch.recognized_medications[row] if batch.recognized_medications else ():
-            for class_position in classes:
-                drug_class = vocab.INTERACTION_CLASSES[class_position]
-                interaction = kb.interactions[drug_class]
-                interactions.append(
-                    {
-                        "medication": name,
-                        "drug_class": drug_class,
-                        "severity": interaction.severity,
-                        "text": interaction.text(locale),
-                        "separation_hours": {
-                            "before_magnesium": interaction.before_magnesium_h,
-                            "after_magnesium": interaction.after_magnesium_h,
-                        },
-                        "source": interaction.source,
-                    }
-                )
+        interactions = [self._interaction(name, class_position, locale)
+                        for name, classes in (batch.recognized_medications[row] if batch.recognized_medications else ())
+                        for class_position in classes]
 
         answer = {
             "knowledge_base_version": kb.version,
@@ -171,6 +150,40 @@ class AnswerBuilder:
             times = {name: [value] if isinstance(value, str) else list(value) for name, value in schedule.items()}
             answer["timing"] = self.timing.plan(recognized, times, waking_hours, locale)
         return answer
+
+    def _exclusion(self, form_index: int, bits: int, locale: str) -> dict:
+        """A fresh ``excluded`` item for a form and its exclusion bits, copied (reasons and
+        all) from one built per (form, bits, locale): the same few recur across answers."""
+        key = (form_index, bits, locale)
+        template = self._exclusion_templates.get(key)
+        if template is None:
+            form = self.forms[form_index]
+            reasons = [{"code": code, "text": self.kb.caveats[code].text(locale)}
+                       for code in vocab.EXCLUSION_CODES if bits & EXCLUSION_FLAG[code]]
+            template = self._exclusion_templates[key] = {"form": form.id, "name": form.name_in(locale),
+                                                         "reasons": reasons}
+        return {**template, "reasons": [dict(reason) for reason in template["reasons"]]}
+
+    def _interaction(self, medication: str, class_position: int, locale: str) -> dict:
+        """A fresh ``interactions`` item for a typed medicine name, copied from one built per
+        (interaction class, locale)."""
+        key = (class_position, locale)
+        template = self._interaction_templates.get(key)
+        if template is None:
+            drug_class = vocab.INTERACTION_CLASSES[class_position]
+            interaction = self.kb.interactions[drug_class]
+            template = self._interaction_templates[key] = {
+                "medication": None,
+                "drug_class": drug_class,
+                "severity": interaction.severity,
+                "text": interaction.text(locale),
+                "separation_hours": {
+                    "before_magnesium": interaction.before_magnesium_h,
+                    "after_magnesium": interaction.after_magnesium_h,
+                },
+                "source": interaction.source,
+            }
+        return {**template, "medication": medication, "separation_hours": dict(template["separation_hours"])}
 
     def _recommendation(self, scored: ScoredBatch, row: int, form_index: int, rank: int, locale: str,
                         explain: bool, terms: list[tuple[int, int, float]]) -> dict:

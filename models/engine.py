@@ -95,10 +95,13 @@ class Engine:
         # get the same scores and the same tie-breaks.
         self.feature_to_form = np.round((self.weights @ self.centred_attributes.T) * 2**20) / 2**20
         # For explanations (contribution_terms): per feature its nonzero (attribute, weight)
-        # pairs, and per form its centred attributes, as Python numbers.
+        # pairs, and per form its centred attributes, as Python numbers; and per form and
+        # feature the terms of a feature equal to 1 (all of them today) as sort keys.
         self._nonzero_weights = [[(m, weight) for m, weight in enumerate(row) if weight != 0.0]
                                  for row in self.weights.tolist()]
         self._centred_rows = self.centred_attributes.tolist()
+        self._unit_terms = [[self._sortable_terms(k, 1.0, form) for k in range(len(FEATURE_NAMES))]
+                            for form in range(len(self.form_ids))]
         self._prepare_safety_arrays()
         self._compile_loops()
 
@@ -293,14 +296,22 @@ class Engine:
         Plain Python over the nonzero weights of the profile's active features: a profile has
         a handful of those, and an answer explains three forms, so this is cheaper than any
         array call; the products are the same IEEE operations, in the same order, as
-        ``(feature x weight) x centred attribute`` in NumPy."""
+        ``(feature x weight) x centred attribute`` in NumPy. Features equal to 1 (every
+        feature the engine builds) take their terms from a table made at start-up."""
         active = [(k, value) for k, value in enumerate(np.asarray(features_row).tolist()) if value != 0.0]
         explained = []
         for form in forms:
-            centred = self._centred_rows[form]
-            terms = [(k, m, (value * weight) * centred[m])
-                     for k, value in active for m, weight in self._nonzero_weights[k]]
-            kept = [term for term in terms if term[2] != 0.0 and abs(term[2]) >= min_abs]
-            kept.sort(key=lambda term: -abs(term[2]))  # stable: ties keep feature, then attribute order
-            explained.append(kept[:limit])
+            unit_terms = self._unit_terms[form]
+            terms = [term for k, value in active
+                     for term in (unit_terms[k] if value == 1.0 else self._sortable_terms(k, value, form))
+                     if -term[0] >= min_abs]
+            terms.sort()  # largest magnitude first; ties keep feature, then attribute order
+            explained.append([(k, m, contribution) for _, k, m, contribution in terms[:limit]])
         return explained
+
+    def _sortable_terms(self, k: int, value: float, form: int) -> list[tuple[float, int, int, float]]:
+        """``(-|contribution|, feature, attribute, contribution)`` of feature ``k`` at ``value``
+        for one form, zeros left out: sorting these tuples is the explanation order."""
+        centred = self._centred_rows[form]
+        terms = [(k, m, (value * weight) * centred[m]) for m, weight in self._nonzero_weights[k]]
+        return [(-abs(contribution), k, m, contribution) for k, m, contribution in terms if contribution != 0.0]

@@ -22,7 +22,7 @@ import sys
 import time
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
+from flask import Blueprint, Flask, Response, has_request_context, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -38,6 +38,8 @@ from service.parser import DEFAULT_JSON_MAX_DEPTH
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON_HEADER = "HTTP_X_REQUEST_ID"
+REQUEST_ID_ENVIRON = "formwise.request_id"  # where the id waits in the WSGI environ
 # A caller's request id is kept when it is a plain token; anything else (spaces, quotes,
 # control characters, over 128 characters) is replaced by a fresh one, so it cannot forge
 # or break a log line.
@@ -143,8 +145,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         request_id = getattr(record, "request_id", None)
-        if request_id is None and has_request_context():
-            request_id = g.get("request_id")
+        if request_id is None:
+            request_id = current_request_id()
         entry = _entry(record.created, record.levelname.lower(), record.name, record.process, record.getMessage(),
                        request_id, getattr(record, "fields", None))
         if record.exc_info and record.exc_info[0] is not None:
@@ -247,13 +249,6 @@ def _request_metrics(endpoint: str, method: str, status: str):
             REQUEST_LATENCY.labels(endpoint=endpoint, method=method, status=status))
 
 
-def _start_request() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    state = g._get_current_object()  # one proxy lookup instead of one per attribute
-    state.request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else ids.request_id()
-    state.request_started = time.perf_counter()
-
-
 @functools.cache
 def _security_header_plan(html: bool, ancestors: str | None, script: bool, no_store: bool) -> tuple:
     """``(lowercase name, name, value)`` of every security header one kind of response gets;
@@ -274,42 +269,78 @@ def _security_header_plan(html: bool, ancestors: str | None, script: bool, no_st
     return tuple((name.lower(), name, value) for name, value in wanted)
 
 
-def _security_headers(response: Response, path: str, method: str) -> None:
-    """The security headers a view has not set itself (a view that set its own policy knows best)."""
-    headers = response.headers
-    ancestors = current_app.config.get("FRAME_ANCESTORS", "*") if path in FRAMEABLE_PATHS else None
-    plan = _security_header_plan(response.mimetype == "text/html", ancestors, path in CROSS_ORIGIN_SCRIPT_PATHS,
-                                 method == "POST" and path.startswith("/v1/"))
-    present = {name.lower() for name, _ in headers}
-    for lower, name, value in plan:
-        if lower not in present:
-            headers.add(name, value)  # not extend(): it asks every pair whether it is a Mapping
+class RequestObservability:
+    """WSGI middleware around the Flask app: every response, whichever part answered it
+    (a view, an error handler, a 401 or 429 from a before-request hook, routing's 404 and
+    405), gets its request id and the security headers a view has not set itself, and every
+    request is timed, counted and logged in one line once the app has answered.
+
+    In the WSGI layer rather than in Flask hooks: the headers are appended to the list the
+    server sends, instead of going through werkzeug's Headers one validated call at a time,
+    and no request-context proxy is looked up; as hooks, this was the dearest part of a
+    recommendation's own work after the engine."""
+
+    def __init__(self, wsgi_app, config):
+        self.wsgi_app = wsgi_app
+        self.config = config  # the app's config: FRAME_ANCESTORS is read per framed page
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        given = environ.get(REQUEST_ID_ENVIRON_HEADER, "")
+        request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else ids.request_id()
+        environ[REQUEST_ID_ENVIRON] = request_id
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
+        answered = []
+
+        def start_with_headers(status, headers, exc_info=None):
+            present = {name.lower() for name, _ in headers}
+            if "x-request-id" in present:
+                headers[:] = [(name, value) for name, value in headers if name.lower() != "x-request-id"]
+            headers.append((REQUEST_ID_HEADER, request_id))
+            content_type = next((value for name, value in headers if name.lower() == "content-type"), "")
+            ancestors = self.config.get("FRAME_ANCESTORS", "*") if path in FRAMEABLE_PATHS else None
+            plan = _security_header_plan(content_type.split(";", 1)[0].strip().lower() == "text/html", ancestors,
+                                         path in CROSS_ORIGIN_SCRIPT_PATHS,
+                                         method == "POST" and path.startswith("/v1/"))
+            headers.extend((name, value) for lower, name, value in plan if lower not in present)
+            # The Flask request (it knows the matched rule) is in the environ until the app
+            # has answered: Flask drops it when the request context ends.
+            current = environ.get("werkzeug.request")
+            answered[:] = (status, headers, route_template(getattr(current, "url_rule", None)))
+            return start_response(status, headers, exc_info)
+
+        body = self.wsgi_app(environ, start_with_headers)
+        if answered:
+            _record_request(environ, method, *answered, time.perf_counter() - started, request_id)
+        return body
 
 
-def _finish_request(response: Response) -> Response:
-    current = request._get_current_object()  # one proxy lookup instead of one per attribute
-    state = g._get_current_object()
-    request_id = state.get("request_id") or ids.request_id()
-    response.headers[REQUEST_ID_HEADER] = request_id
-    method = current.method
-    _security_headers(response, current.path, method)
-    started = state.get("request_started")
-    duration = time.perf_counter() - started if started is not None else 0.0
-    endpoint = route_template(current.url_rule)
-    status = response.status_code
+def _record_request(environ: dict, method: str, status_line: str, headers: list, endpoint: str, duration: float,
+                    request_id: str) -> None:
+    """The request's metrics and log line, from the route template, never the raw path."""
+    status = int(status_line[:3])
     counter, latency = _request_metrics(endpoint, method, str(status))
     counter.inc()
     latency.observe(duration)
     if log.isEnabledFor(logging.INFO):
+        length = next((value for name, value in headers if name.lower() == "content-length"), None)
         _log_request(request_id, {
             "method": method,
             "endpoint": endpoint,
             "status": status,
             "duration_ms": round(duration * 1000, 3),
-            "request_bytes": current.content_length or 0,
-            "response_bytes": response.calculate_content_length(),
+            "request_bytes": _whole_number(environ.get("CONTENT_LENGTH")) or 0,
+            "response_bytes": _whole_number(length),
         })
-    return response
+
+
+def _whole_number(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def current_request_id() -> str | None:
+    """The id of the request being answered, for log lines written while answering it."""
+    return request.environ.get(REQUEST_ID_ENVIRON) if has_request_context() else None
 
 
 def init_app(app: Flask, api=None) -> None:
@@ -317,9 +348,6 @@ def init_app(app: Flask, api=None) -> None:
     configure_logging(os.environ.get("FORMWISE_LOG_LEVEL", "info"))
     app.config.setdefault("FRAME_ANCESTORS", os.environ.get("FORMWISE_FRAME_ANCESTORS", "*"))
     app.config.setdefault("JSON_MAX_DEPTH", int(os.environ.get("FORMWISE_JSON_MAX_DEPTH") or DEFAULT_JSON_MAX_DEPTH))
-    # First of all before-request functions, so that a request another one answers early
-    # (415, 401, 429) still gets its id, its timing and its log line.
-    app.before_request_funcs.setdefault(None, []).insert(0, _start_request)
-    app.after_request(_finish_request)
+    app.wsgi_app = RequestObservability(app.wsgi_app, app.config)
     app.extensions["formwise_answer_hooks"].append(record_answers)
     app.register_blueprint(blp)

@@ -3,8 +3,11 @@ nesting deeper than 1,024 levels instead of recursing) and a problem for bad JSO
 
 from __future__ import annotations
 
+import functools
+
+import marshmallow as ma
 import orjson
-from flask import current_app
+from flask import current_app, request
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort
@@ -58,5 +61,37 @@ class OrjsonParser(FlaskParser):
         abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)
 
 
+# Options of smorest's ``arguments`` that only shape the OpenAPI document.
+DOCUMENTATION_OPTIONS = frozenset({"content_type", "required", "description", "example", "examples"})
+
+
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = OrjsonParser()
+
+    def arguments(self, schema, *, location="json", **options):
+        """smorest's ``arguments`` (the same OpenAPI document), with one parsing step for a
+        JSON body checked by a StrictSchema: the parser's own JSON loading and its error
+        handling, then the schema's fast load, without webargs' generic dispatch around
+        them (a seventh of a recommendation's cost under gunicorn). Other locations and
+        options go through webargs as smorest arranges it."""
+        documented = super().arguments(schema, location=location, **options)
+        if location != "json" or not isinstance(schema, StrictSchema) or options.keys() - DOCUMENTATION_OPTIONS:
+            return documented
+        parser = self.ARGUMENTS_PARSER
+
+        def decorator(func):
+            @functools.wraps(func)
+            def parse_then_call(*args, **kwargs):
+                current = request._get_current_object()
+                document = parser.load_json(current, schema)
+                try:
+                    loaded = schema.load_fast({} if document is core.missing else document)
+                except ma.ValidationError as error:
+                    parser._on_validation_error(error, current, schema, location,
+                                                error_status_code=None, error_headers=None)
+                return func(*args, loaded, **kwargs)
+
+            parse_then_call._apidoc = documented(func)._apidoc
+            return parse_then_call
+
+        return decorator

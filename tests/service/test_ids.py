@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import re
 import uuid
 
@@ -28,3 +30,29 @@ def test_request_ids_are_version_4_uuids_as_32_hex_digits():
     for text in made:
         varying |= int(text, 16) ^ int(made[0], 16)
     assert varying == (2**128 - 1) & ~((0xF000 << 64) | (0xC000 << 48))
+
+
+def test_a_forked_child_does_not_repeat_the_parents_ids():
+    """gunicorn forks workers from a master that may already have made ids: a child must
+    not hand out the bytes it inherited."""
+    ids.request_id()  # the parent now holds an unread block
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: send 10 ids and leave at once
+        os.close(reader)
+        os.write(writer, "".join(ids.request_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        child_text = pipe.read().decode()
+    os.waitpid(child, 0)
+    child_ids = {child_text[i:i + 32] for i in range(0, len(child_text), 32)}
+    parent_ids = {ids.request_id() for _ in range(10)}
+    assert len(child_ids) == 10 and not child_ids & parent_ids
+
+
+def test_threads_never_share_ids():
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        batches = list(pool.map(lambda _: [ids.answer_id() for _ in range(1000)], range(8)))
+    made = [text for batch in batches for text in batch]
+    assert len(set(made)) == len(made) == 8000
