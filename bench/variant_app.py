@@ -4,6 +4,11 @@
   computed at start-up for the benchmark body, through the same app, parsing, validation
   and hooks. Its ratio to the bare floor is the most the service could reach if the engine
   and the answer dicts cost nothing.
+- ``batch-only``: the profile batch (models/features.py) is built, then the canned answer
+  is sent: what turning the profile into columns costs under load.
+- ``loop-arguments``: the batch is built and the scoring loop's arguments (the batch's
+  columns and the engine's tables) are handed to a compiled function that returns at once:
+  what crossing into numba costs, without the loop's own work or its outputs.
 - ``score-only``: the profile batch is built and scored by the engine, then the canned
   answer is sent: the drop from ``canned`` is what the engine costs under load.
 - ``timed``: the real service, with the thread CPU time of building the batch, scoring and
@@ -19,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import orjson
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -39,6 +45,28 @@ _canned = _real_recommend([_profile], limit=3)[0]
 
 def _canned_answers(profiles, **options):
     return [dict(_canned) for _ in profiles]
+
+
+def _batch_then_canned(profiles, **options):
+    _recommender.batch(profiles)
+    return _canned_answers(profiles)
+
+
+@numba.njit(cache=True)
+def _take_arguments(age, pregnant, breastfeeding, egfr, dialysis, conditions, goals, interaction_classes,
+                    has_unrecognized_medication, avoid_forms, max_units_per_day, packed_tables):
+    return age.shape[0]
+
+
+def _loop_arguments(batch):
+    return (batch.age, batch.pregnant, batch.breastfeeding, batch.egfr, batch.dialysis, batch.conditions,
+            batch.goals, batch.interaction_classes, batch.has_unrecognized_medication, batch.avoid_forms,
+            batch.max_units_per_day, _recommender.engine.packed_tables)
+
+
+def _arguments_then_canned(profiles, **options):
+    _take_arguments(*_loop_arguments(_recommender.batch(profiles)))
+    return _canned_answers(profiles)
 
 
 def _score_then_canned(profiles, **options):
@@ -68,6 +96,11 @@ def _timed(name, function):
 
 if VARIANT == "canned":
     _recommender.recommend = _canned_answers
+elif VARIANT == "batch-only":
+    _recommender.recommend = _batch_then_canned
+elif VARIANT == "loop-arguments":
+    _take_arguments(*_loop_arguments(_recommender.batch([_profile])))  # compiled before the workers fork
+    _recommender.recommend = _arguments_then_canned
 elif VARIANT == "score-only":
     _recommender.recommend = _score_then_canned
 elif VARIANT == "timed":
@@ -75,4 +108,5 @@ elif VARIANT == "timed":
     _recommender.engine.score = _timed("score", _recommender.engine.score)
     _recommender.answers.answers = _timed("answers", _recommender.answers.answers)
 else:
-    raise SystemExit(f"FORMWISE_BENCH_VARIANT must be canned, score-only or timed, not {VARIANT!r}")
+    raise SystemExit("FORMWISE_BENCH_VARIANT must be canned, batch-only, loop-arguments, score-only or timed, "
+                     f"not {VARIANT!r}")
