@@ -12,10 +12,54 @@ the tables. ``cache=True`` keeps the machine code next to this file (or in
 from __future__ import annotations
 
 import math
+import os
+import stat
+import tempfile
+from pathlib import Path
 from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.core.caching import FunctionCache
+
+PRIVATE_CACHE_PREFIX = "formwise-numba-"
+
+
+def _cache_probe():
+    """A function of this file, for asking numba where this file's cache would go."""
+
+
+def _private_cache_dir() -> str:
+    """A cache folder only this user can write: ``formwise-numba-<uid>`` in the system's
+    temporary folder, or a fresh one when that name is taken by another user or is open to
+    others (a cache holds machine code that the process would run)."""
+    path = Path(tempfile.gettempdir()) / f"{PRIVATE_CACHE_PREFIX}{os.getuid()}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        details = path.lstat()
+        if (stat.S_ISDIR(details.st_mode) and details.st_uid == os.getuid()
+                and not details.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            return str(path)
+    except OSError:
+        pass
+    return tempfile.mkdtemp(prefix=PRIVATE_CACHE_PREFIX)
+
+
+def use_writable_cache() -> None:
+    """numba refuses to compile a ``cache=True`` function when it finds nowhere to write
+    the cache: not beside this file (a read-only install) and not in the user's home (none,
+    or read-only, as for a service account in a locked-down container). Then, and only
+    when the operator has not chosen a folder (``NUMBA_CACHE_DIR``), the cache goes to a
+    private folder in the temporary folder instead of the import failing."""
+    if numba.config.CACHE_DIR:
+        return
+    try:
+        FunctionCache(_cache_probe)
+    except RuntimeError:
+        numba.config.CACHE_DIR = _private_cache_dir()
+
+
+use_writable_cache()  # before the decorators below look for their cache
 
 
 class ScoringTables(NamedTuple):
