@@ -90,6 +90,7 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
     (database, limits, metrics, logging)."""
     from service import (
         catalog,
+        cds_auth,
         cds_hooks,
         db,
         docs,
@@ -112,6 +113,8 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
     for part in (docs, cds_hooks):
         app.register_blueprint(part.blp)
     # Parts with start-up needs, in order: the database first; the key check (shops) before
-    # the per-key rate limit; observability last, so that it wraps every other hook.
-    for part in (db, shops, limits, catalog, events, feedback, widget, observability):
+    # the per-key rate limit; observability after the parts that hook into requests, since its
+    # WSGI layer wraps the app; the CDS client trust after observability has set up the JSON
+    # log its start-up warning goes to (it adds no hook of its own).
+    for part in (db, shops, limits, catalog, events, feedback, widget, observability, cds_auth):
         part.init_app(app, api)

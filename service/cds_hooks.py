@@ -31,6 +31,7 @@ from models.clinical_codes import (
     default_clinical_codes,
     resources_of,
 )
+from service import cds_auth
 from service.errors import problem, problem_from_body, validation_problem_body
 from service.handout import ui_text
 from service.recommendations import recommend
@@ -338,6 +339,21 @@ def _load(schema: ma.Schema) -> dict:
         return schema.load(body if isinstance(body, dict) else {"": body})
     except ma.ValidationError as error:
         abort(problem_from_body(validation_problem_body(error.messages)))
+
+
+@blp.before_request
+def _trusted_clients_only():
+    """With trusted clients configured (service/cds_auth.py), a call or feedback without a
+    valid JWT of one of them is refused (401) before its body is read."""
+    trust = cds_auth.trusted_clients()
+    if trust is None or request.method != "POST":
+        return None
+    try:
+        trust.check(request.headers.get("Authorization"), cds_auth.audiences_of_this_call())
+    except cds_auth.ClientNotTrusted as refusal:
+        return problem(401, "Unauthorized", str(refusal), slug="cds-client-not-trusted",
+                       headers={"WWW-Authenticate": 'Bearer realm="cds-services", error="invalid_token"'})
+    return None
 
 
 @blp.after_request

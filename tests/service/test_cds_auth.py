@@ -1,0 +1,173 @@
+"""The CDS client JWT check (service/cds_auth.py): only trusted EHRs, with fresh tokens
+signed for this service, may call the CDS Hooks services once trusted clients are set."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from service import create_app
+from service.cds_auth import ClientNotTrusted, TrustedClients, TrustFileError
+from tests.service.test_cds_hooks import SERVICE, hook_body, prefetch
+
+ISSUER = "https://ehr.example.org"
+AUDIENCE = "http://localhost" + SERVICE
+EC_KEY = ec.generate_private_key(ec.SECP384R1())
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+STRANGER_KEY = ec.generate_private_key(ec.SECP384R1())
+
+
+def public_jwk(private_key, kid: str) -> dict:
+    algorithm = jwt.algorithms.ECAlgorithm if isinstance(private_key, ec.EllipticCurvePrivateKey) \
+        else jwt.algorithms.RSAAlgorithm
+    return {**algorithm.to_jwk(private_key.public_key(), as_dict=True), "kid": kid}
+
+
+def trust_file(tmp_path, clients) -> str:
+    path = tmp_path / "trusted_cds_clients.json"
+    path.write_text(json.dumps({"clients": clients}))
+    return str(path)
+
+
+@pytest.fixture()
+def trusted(tmp_path):
+    """An app trusting one EHR with an EC (P-384) and an RSA key, and a client id list."""
+    path = trust_file(tmp_path, [{"iss": ISSUER, "sub": ["ehr-client"],
+                                  "jwks": {"keys": [public_jwk(EC_KEY, "ec-1"), public_jwk(RSA_KEY, "rsa-1")]}}])
+    return create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path}).test_client()
+
+
+def token(key=EC_KEY, algorithm="ES384", kid="ec-1", **overrides) -> str:
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": "ehr-client", "aud": AUDIENCE, "iat": now, "exp": now + 300,
+              "jti": str(uuid.uuid4())}
+    claims.update(overrides)
+    claims = {name: value for name, value in claims.items() if value is not None}
+    headers = {"kid": kid} if kid else {}
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)
+
+
+def call(client, bearer: str | None, path: str = SERVICE, body=None):
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer is not None else {}
+    return client.post(path, json=body or hook_body(prefetch()), headers=headers)
+
+
+def refused(response, words: str) -> None:
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert words in response.get_json()["detail"]
+
+
+def test_a_fresh_token_of_a_trusted_client_is_let_through(trusted):
+    assert call(trusted, token()).status_code == 200
+    assert call(trusted, token(RSA_KEY, "RS384", "rsa-1")).status_code == 200
+    assert call(trusted, token(kid=None)).status_code == 200  # no kid: each key of the issuer is tried
+    feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "accepted",
+                              "outcomeTimestamp": "2026-12-02T10:00:00Z"}]}
+    # feedback goes to <endpoint>/feedback: a token for the endpoint or for that URL will do
+    assert call(trusted, token(), SERVICE + "/feedback", feedback).status_code == 200
+    assert call(trusted, token(aud=AUDIENCE + "/feedback"), SERVICE + "/feedback", feedback).status_code == 200
+
+
+def test_discovery_and_preflights_stay_open(trusted):
+    assert trusted.get("/cds-services").status_code == 200
+    assert trusted.options(SERVICE, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                             "Access-Control-Request-Method": "POST"}).status_code < 400
+
+
+@pytest.mark.parametrize(("make_bearer", "words"), [
+    (lambda: None, "Authorization: Bearer"),
+    (lambda: "not-a-jwt", "not a JWT"),
+    (lambda: token(STRANGER_KEY), "signature does not match"),
+    (lambda: token(iss="https://other-ehr.example.org"), "issuer (iss) is not a trusted"),
+    (lambda: token(kid="unknown-key"), "key id (kid)"),
+    (lambda: token(aud="https://elsewhere.example.org/cds-services/x"), "audience (aud)"),
+    (lambda: token(exp=int(time.time()) - 600, iat=int(time.time()) - 900), "expired"),
+    (lambda: token(exp=int(time.time()) + 3600), "more than 5 minutes ahead"),
+    (lambda: token(iat=int(time.time()) + 600), "not valid yet"),
+    (lambda: token(jti=None), "'jti'"),
+    (lambda: token(sub="another-client"), "subject (sub)"),
+    (lambda: jwt.encode({"iss": ISSUER, "aud": AUDIENCE}, "a shared secret of thirty-two bytes!", algorithm="HS256"),
+     "signed with one of"),
+])
+def test_calls_without_a_valid_trusted_token_are_refused_saying_why(trusted, make_bearer, words):
+    refused(call(trusted, make_bearer()), words)  # tokens made now: a slow run cannot expire them first
+
+
+def test_a_public_key_cannot_be_used_as_a_shared_secret(trusted):
+    """The classic forgery: an HS256 token whose HMAC key is the issuer's public key (which
+    anyone may have), made by hand since PyJWT itself refuses to sign so."""
+    public_pem = EC_KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+    now = int(time.time())
+    segments = [jwt.utils.base64url_encode(json.dumps(part).encode()) for part in (
+        {"alg": "HS256", "typ": "JWT", "kid": "ec-1"},
+        {"iss": ISSUER, "sub": "ehr-client", "aud": AUDIENCE, "iat": now, "exp": now + 60, "jti": "forged"})]
+    signing_input = b".".join(segments)
+    signature = jwt.utils.base64url_encode(hmac.new(public_pem, signing_input, hashlib.sha256).digest())
+    refused(call(trusted, (signing_input + b"." + signature).decode()), "signed with one of")
+
+
+def test_a_token_is_good_for_one_call_only(trusted):
+    once = token()
+    assert call(trusted, once).status_code == 200
+    refused(call(trusted, once), "used before")
+
+
+def test_behind_a_proxy_the_audience_is_the_public_url(tmp_path):
+    path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
+    client = create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path,
+                         "CDS_PUBLIC_URL": "https://formwise.example.org/"}).test_client()
+    refused(call(client, token()), "audience (aud)")
+    assert call(client, token(aud="https://formwise.example.org" + SERVICE)).status_code == 200
+
+
+def test_without_trusted_clients_the_services_stay_open(client):
+    assert call(client, None).status_code == 200
+
+
+@pytest.mark.parametrize(("clients", "field"), [
+    ([], "clients"),
+    (["https://ehr.example.org"], "clients[0]"),
+    ([{"jwks": {"keys": [public_jwk(EC_KEY, "k")]}}], "clients[0].iss"),
+    ([{"iss": ISSUER, "jwks": {"keys": []}}], "clients[0].jwks.keys"),
+    ([{"iss": ISSUER, "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}], "clients[0].jwks.keys[0].kty"),
+    ([{"iss": ISSUER, "jwks": {"keys": [{**public_jwk(EC_KEY, "k"), "d": "private"}]}}], "clients[0].jwks.keys[0].d"),
+    ([{"iss": ISSUER, "jwks": {"keys": [{"kty": "EC", "crv": "P-384", "x": "broken"}]}}], "clients[0].jwks.keys[0]"),
+    ([{"iss": ISSUER, "sub": [], "jwks": {"keys": [public_jwk(EC_KEY, "k")]}}], "clients[0].sub"),
+    ([{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "k")]}}] * 2, "clients[1].iss"),
+])
+def test_a_malformed_trust_file_stops_start_up_naming_the_field(tmp_path, clients, field):
+    path = trust_file(tmp_path, clients)
+    with pytest.raises(TrustFileError) as raised:
+        create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path})
+    assert str(raised.value).startswith(f"{path}: {field}: ")
+
+
+def test_a_missing_or_unreadable_trust_file_stops_start_up(tmp_path):
+    with pytest.raises(TrustFileError, match="cannot be read as JSON"):
+        TrustedClients.from_file(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(TrustFileError, match="cannot be read as JSON"):
+        TrustedClients.from_file(tmp_path / "bad.json")
+
+
+def test_expired_token_ids_are_forgotten_and_fresh_ones_kept(monkeypatch):
+    monkeypatch.setattr("service.cds_auth.REPLAY_MEMORY_START", 4)
+    trust = TrustedClients({})
+    trust._clean_at = 4
+    for number in range(4):
+        trust._refuse_replay(ISSUER, f"old-{number}", expires=100.0, now=50.0)
+    trust._refuse_replay(ISSUER, "new", expires=1_000.0, now=500.0)  # the old ones expired by now
+    assert set(trust._seen) == {(ISSUER, "new")}
+    with pytest.raises(ClientNotTrusted, match="used before"):
+        trust._refuse_replay(ISSUER, "new", expires=1_000.0, now=600.0)
