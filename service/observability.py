@@ -275,10 +275,11 @@ class RequestObservability:
     405), gets its request id and the security headers a view has not set itself, and every
     request is timed, counted and logged in one line once the app has answered.
 
-    In the WSGI layer rather than in Flask hooks: the headers are appended to the list the
-    server sends, instead of going through werkzeug's Headers one validated call at a time,
-    and no request-context proxy is looked up; as hooks, this was the dearest part of a
-    recommendation's own work after the engine."""
+    In the WSGI layer rather than in Flask hooks: it sees every response, including those
+    no after-request hook sees, its headers are appended to the list the server sends
+    instead of going through werkzeug's Headers one validated call at a time (the values are
+    constants and an id that REQUEST_ID_PATTERN has checked), and it looks up no
+    request-context proxy."""
 
     def __init__(self, wsgi_app, config):
         self.wsgi_app = wsgi_app

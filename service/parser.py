@@ -72,7 +72,7 @@ class Blueprint(SmorestBlueprint):
         """smorest's ``arguments`` (the same OpenAPI document), with one parsing step for a
         JSON body checked by a StrictSchema: the parser's own JSON loading and its error
         handling, then the schema's fast load, without webargs' generic dispatch around
-        them (a seventh of a recommendation's cost under gunicorn). Other locations and
+        them (2-3% of a recommendation request under gunicorn). Other locations and
         options go through webargs as smorest arranges it."""
         documented = super().arguments(schema, location=location, **options)
         if location != "json" or not isinstance(schema, StrictSchema) or options.keys() - DOCUMENTATION_OPTIONS:
