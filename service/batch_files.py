@@ -95,7 +95,9 @@ def default_rejects_path(output: str) -> str | None:
 
 def field_rules() -> FieldRules:
     """The API schema's limits and messages, read from the schema objects themselves so
-    that the file path can never drift from what ``POST /v1/recommendations`` accepts."""
+    that the file path can never drift from what ``POST /v1/recommendations`` accepts.
+    Form ids are the engine's own (the encoder lists them), as the API's are the running
+    knowledge base's: a FORMWISE_KNOWLEDGE_BASE_DIR may hold other forms than the package."""
     import marshmallow as ma
 
     from service.schemas import BatchItemSchema, PreferencesSchema, ProfileSchema
@@ -126,7 +128,6 @@ def field_rules() -> FieldRules:
         "egfr_range": failure(egfr, egfr.max + 1),
         "conditions": failure(profile.fields["conditions"].inner.validators[0], "?"),
         "goals": failure(profile.fields["goals"].inner.validators[0], "?"),
-        "avoid_forms": failure(preferences.fields["avoid_forms"].inner.validators[0], "?"),
         "medication_length": failure(medication_length, ""),
         "list_length": failure(list_length, [0] * (list_length.max + 1)),
         "units_range": failure(units, units.max + 1),

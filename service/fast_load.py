@@ -33,7 +33,11 @@ class Unsupported(Exception):
 
 
 def _validator_check(validator) -> Callable[[Any], bool]:
-    """A predicate equivalent to one marshmallow validator (True: the value passes)."""
+    """A predicate equivalent to one marshmallow validator (True: the value passes). A
+    validator of its own kind may offer one as ``accepts(value) -> bool``."""
+    accepts = getattr(validator, "accepts", None)
+    if callable(accepts):
+        return accepts
     kind = type(validator)
     if kind is validate.Range:
         low, high = validator.min, validator.max

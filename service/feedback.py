@@ -14,7 +14,7 @@ from marshmallow import fields, validate
 from service import storage
 from service.parser import Blueprint
 from service.responses import json_response
-from service.schemas import FORM_IDS, StrictBoolean, StrictInteger, StrictSchema
+from service.schemas import RunningFormId, StrictBoolean, StrictInteger, StrictSchema
 from service.shops import current_shop
 
 blp = Blueprint("feedback", __name__, url_prefix="/v1", description="Outcomes of recommended forms (no profile data).")
@@ -24,7 +24,7 @@ class FeedbackSchema(StrictSchema):
     recommendation_id = fields.UUID(required=True, metadata={"description": "The answer's recommendation_id."})
     form = fields.String(
         required=True,
-        validate=validate.OneOf(FORM_IDS, error="Must be one of: " + ", ".join(FORM_IDS) + "."),
+        validate=RunningFormId(),
         metadata={"description": "The form the person took."},
     )
     tolerated = StrictBoolean(allow_none=True, load_default=None,

@@ -11,6 +11,7 @@ import numbers
 import re
 
 import marshmallow as ma
+from flask import current_app, has_app_context
 from marshmallow import fields, validate
 
 from models import vocabulary as vocab
@@ -60,9 +61,34 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-def _word_list(words, description):
+class RunningFormId(validate.OneOf):
+    """One of the forms of the knowledge base the app runs on. A folder named by
+    FORMWISE_KNOWLEDGE_BASE_DIR may hold other forms than the packaged knowledge base, whose
+    ids are the choices this validator shows in /openapi.json: a packaged form the folder
+    lacks must be refused here, not reach the engine, and a form only the folder has must
+    be accepted. Outside an app (the command line's own checks) the packaged forms apply.
+    ``accepts`` is the check service/fast_load.py compiles in."""
+
+    def __init__(self):
+        super().__init__(FORM_IDS, error=_allowed(FORM_IDS))
+        self._packaged = frozenset(FORM_IDS)
+
+    def _running(self):
+        return current_app.extensions["formwise"].engine.form_position if has_app_context() else self._packaged
+
+    def accepts(self, value) -> bool:
+        return value in self._running()
+
+    def __call__(self, value):
+        if not self.accepts(value):
+            forms = self._running()
+            raise ma.ValidationError(_allowed(FORM_IDS if forms is self._packaged else forms))
+        return value
+
+
+def _word_list(words, description, validator=None):
     return fields.List(
-        fields.String(validate=validate.OneOf(words, error=_allowed(words))),
+        fields.String(validate=validator or validate.OneOf(words, error=_allowed(words))),
         load_default=list,
         validate=validate.Length(max=MAX_LIST_ITEMS),
         metadata={"description": description},
@@ -115,7 +141,7 @@ class StrictSchema(ma.Schema):
 
 
 class PreferencesSchema(StrictSchema):
-    avoid_forms = _word_list(FORM_IDS, "Forms to exclude (reason avoided_by_user).")
+    avoid_forms = _word_list(FORM_IDS, "Forms to exclude (reason avoided_by_user).", RunningFormId())
     max_units_per_day = StrictInteger(
         validate=validate.Range(1, 12, error="Must be a whole number from 1 to 12."),
         allow_none=True,
