@@ -56,6 +56,21 @@ def test_a_given_request_id_is_echoed_and_logged(client, capsys):
     assert line["level"] == "info" and line["logger"] == "formwise.requests" and line["duration_ms"] >= 0
 
 
+def test_other_lines_logged_while_answering_carry_the_request_id(capsys):
+    app = create_app({"TESTING": True})
+
+    @app.get("/logs-a-line")
+    def logs_a_line():
+        logging.getLogger("formwise.test").warning("while answering")
+        return {"ok": True}
+
+    app.test_client().get("/logs-a-line", headers={"X-Request-ID": "pharmacy-7"})
+    logging.getLogger("formwise.test").warning("after answering")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"formwise.test"' in line]
+    assert [(line["message"], line.get("request_id")) for line in lines] == [
+        ("while answering", "pharmacy-7"), ("after answering", None)]
+
+
 @pytest.mark.parametrize("given", [None, "", "has space", "quote\"d", "x" * 129, "semi;colon", "tab\there"])
 def test_a_missing_or_unsafe_request_id_is_replaced_by_a_fresh_one(client, given):
     headers = {} if given is None else {"X-Request-ID": given}
