@@ -187,7 +187,8 @@ def _public_key(path: Path, where: str, key) -> jwt.PyJWK:
 def audiences_of_this_call() -> set[str]:
     """The URLs a token for this call may name as ``aud``: the URL called and the service's
     own endpoint (feedback goes to ``<endpoint>/feedback``), on the public base URL when the
-    operator set one (behind a proxy the service does not see the URL clients call)."""
+    operator set one (behind a proxy the service does not see the URL clients call, and the
+    Host header it does see is the caller's to choose)."""
     public = current_app.config.get("CDS_PUBLIC_URL") or os.environ.get(PUBLIC_URL_ENV)
     base = public.rstrip("/") if public else request.host_url.rstrip("/")
     called = base + request.path
