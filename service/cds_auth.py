@@ -17,21 +17,26 @@ Checked on every POST to /cds-services (service calls and feedback; discovery an
 preflights stay open): an asymmetric algorithm, a key of the token's issuer (by ``kid``
 when the token names one), the signature, ``aud`` = the URL called (or the service's own
 URL, for feedback), ``exp`` at most five minutes ahead, ``iat``, ``jti`` not seen before
-(per worker process), and ``sub`` when the file lists subjects."""
+(across workers and instances when REDIS_URL is set), and ``sub`` when the file lists
+subjects."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
+import math
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
 from flask import Flask, current_app, request
+from limits.storage import Storage, storage_from_string
+
+from service.limits import storage_uri
 
 log = logging.getLogger("formwise.cds")
 
@@ -44,7 +49,6 @@ LEEWAY_SECONDS = 60
 # CDS Hooks: the token's expiry SHOULD be no more than five minutes after it is issued.
 LONGEST_LIFETIME_SECONDS = 5 * 60
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
-REPLAY_MEMORY_START = 1024  # remembered token ids before the first clean-up
 
 
 class TrustFileError(ValueError):
@@ -58,6 +62,10 @@ class ClientNotTrusted(Exception):
     """Why a call was refused, in words that repeat nothing of the token."""
 
 
+class ReplayCheckUnavailable(Exception):
+    """The store of used token ids cannot be reached: the call cannot be checked now."""
+
+
 @dataclass
 class TrustedClient:
     issuer: str
@@ -68,9 +76,10 @@ class TrustedClient:
 @dataclass
 class TrustedClients:
     clients: dict[str, TrustedClient]
-    _seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (iss, jti) -> exp
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _clean_at: int = REPLAY_MEMORY_START
+    # Where used token ids are remembered until they expire: the rate limits' storage
+    # (service/limits.py), so with REDIS_URL every worker and instance shares it; in memory
+    # (each process its own) otherwise.
+    used_tokens: Storage = field(default_factory=lambda: storage_from_string("memory://"))
 
     @classmethod
     def from_file(cls, path: Path | str) -> TrustedClients:
@@ -160,15 +169,15 @@ class TrustedClients:
         raise ClientNotTrusted(refusal)
 
     def _refuse_replay(self, issuer: str, token_id: str, expires: float, now: float) -> None:
-        """Remember each token until it expires; a token seen again is refused. Expired
-        entries are dropped whenever the memory has doubled since the last clean-up."""
-        with self._lock:
-            if len(self._seen) >= self._clean_at:
-                self._seen = {key: exp for key, exp in self._seen.items() if exp + LEEWAY_SECONDS >= now}
-                self._clean_at = max(REPLAY_MEMORY_START, 2 * len(self._seen))
-            if (issuer, token_id) in self._seen:
-                raise ClientNotTrusted("The token was used before (jti); send a fresh one with every call.")
-            self._seen[(issuer, token_id)] = expires
+        """A token id seen before (from this issuer, within its life) is refused."""
+        digest = hashlib.sha256(f"{issuer}\0{token_id}".encode()).hexdigest()
+        try:
+            remembered_for = max(1, math.ceil(expires + LEEWAY_SECONDS - now))  # whole seconds, as Redis takes them
+            uses = self.used_tokens.incr(f"formwise:cds-jti:{digest}", remembered_for)
+        except Exception as error:  # the storage's own errors (a Redis that is down) vary by backend
+            raise ReplayCheckUnavailable(type(error).__name__) from None
+        if uses > 1:
+            raise ClientNotTrusted("The token was used before (jti); send a fresh one with every call.")
 
 
 def _public_key(path: Path, where: str, key) -> jwt.PyJWK:
@@ -203,7 +212,9 @@ def init_app(app: Flask, api=None) -> None:
     """Load the trusted CDS clients once, at start-up: a bad file stops the service here."""
     configured = app.config.get("CDS_TRUSTED_CLIENTS") or os.environ.get(TRUSTED_CLIENTS_ENV)
     if configured:
-        app.extensions["formwise_cds_trust"] = TrustedClients.from_file(configured)
+        trust = TrustedClients.from_file(configured)
+        trust.used_tokens = storage_from_string(storage_uri(app))
+        app.extensions["formwise_cds_trust"] = trust
     else:
         _warn_open_once()
 

@@ -10,6 +10,7 @@ and writes the card (summary, indicator from max_severity, source, Markdown deta
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import uuid
@@ -40,6 +41,7 @@ from service.responses import json_response
 # A plain Flask blueprint: CDS Hooks describes itself through its discovery endpoint, and its
 # answers (412 when the record lacks data) follow that specification, not the v1 OpenAPI contract.
 blp = Blueprint("cds_hooks", __name__, url_prefix="/cds-services")
+log = logging.getLogger("formwise.cds")
 
 # One service per hook in discovery (CDS clients key services by id); either id answers
 # either hook, so a client may also send order-select to magnesium-form-advice.
@@ -353,6 +355,10 @@ def _trusted_clients_only():
     except cds_auth.ClientNotTrusted as refusal:
         return problem(401, "Unauthorized", str(refusal), slug="cds-client-not-trusted",
                        headers={"WWW-Authenticate": 'Bearer realm="cds-services", error="invalid_token"'})
+    except cds_auth.ReplayCheckUnavailable as failure:
+        log.error("the store of used CDS token ids is unreachable (%s)", failure)
+        return problem(503, "Service Unavailable", "Whether this token was used before cannot be checked right "
+                       "now; try again shortly.", slug="cds-token-check-unavailable", headers={"Retry-After": "5"})
     return None
 
 

@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service import create_app
-from service.cds_auth import ClientNotTrusted, TrustedClients, TrustFileError
+from service.cds_auth import TrustedClients, TrustFileError
 from tests.service.test_cds_hooks import SERVICE, hook_body, prefetch
 
 ISSUER = "https://ehr.example.org"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 AUDIENCE = "http://localhost" + SERVICE
 EC_KEY = ec.generate_private_key(ec.SECP384R1())
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -161,13 +162,21 @@ def test_a_missing_or_unreadable_trust_file_stops_start_up(tmp_path):
         TrustedClients.from_file(tmp_path / "bad.json")
 
 
-def test_expired_token_ids_are_forgotten_and_fresh_ones_kept(monkeypatch):
-    monkeypatch.setattr("service.cds_auth.REPLAY_MEMORY_START", 4)
-    trust = TrustedClients({})
-    trust._clean_at = 4
-    for number in range(4):
-        trust._refuse_replay(ISSUER, f"old-{number}", expires=100.0, now=50.0)
-    trust._refuse_replay(ISSUER, "new", expires=1_000.0, now=500.0)  # the old ones expired by now
-    assert set(trust._seen) == {(ISSUER, "new")}
-    with pytest.raises(ClientNotTrusted, match="used before"):
-        trust._refuse_replay(ISSUER, "new", expires=1_000.0, now=600.0)
+def test_with_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path):
+    """Two apps sharing REDIS_URL stand for two gunicorn workers (or two instances)."""
+    path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
+    settings = {"TESTING": True, "CDS_TRUSTED_CLIENTS": path, "REDIS_URL": REDIS_URL}
+    first, second = (create_app(settings).test_client() for _ in range(2))
+    once = token()
+    assert call(first, once).status_code == 200
+    refused(call(second, once), "used before")
+    assert call(second, token()).status_code == 200
+
+
+def test_an_unreachable_token_store_is_a_503_not_a_pass(tmp_path):
+    path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
+    client = create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path,
+                         "REDIS_URL": "redis://127.0.0.1:9/0"}).test_client()  # nothing listens on port 9
+    response = call(client, token())
+    assert response.status_code == 503 and response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"] == "5"
