@@ -80,7 +80,8 @@ def create_app(test_config: dict | None = None) -> Flask:
             )
         return None
 
-    _register_parts(app, api)
+    with app.app_context():  # schemas that follow the app's knowledge base document its forms
+        _register_parts(app, api)
     return app
 
 

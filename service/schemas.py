@@ -19,6 +19,7 @@ from models.knowledge import default_knowledge_base
 from service.fast_load import FALLBACK, compile_loader
 
 FORM_IDS = default_knowledge_base().form_ids
+PACKAGED_FORMS = frozenset(FORM_IDS)
 MAX_LIST_ITEMS = 50
 MAX_BATCH_ITEMS = 1000
 
@@ -63,26 +64,33 @@ class StrictBoolean(fields.Boolean):
 
 class RunningFormId(validate.OneOf):
     """One of the forms of the knowledge base the app runs on. A folder named by
-    FORMWISE_KNOWLEDGE_BASE_DIR may hold other forms than the packaged knowledge base, whose
-    ids are the choices this validator shows in /openapi.json: a packaged form the folder
-    lacks must be refused here, not reach the engine, and a form only the folder has must
-    be accepted. Outside an app (the command line's own checks) the packaged forms apply.
+    FORMWISE_KNOWLEDGE_BASE_DIR may hold other forms than the packaged knowledge base: a
+    packaged form the folder lacks must be refused here, not reach the engine, and a form
+    only the folder has must be accepted. ``choices`` follows the app too, so each app's
+    /openapi.json lists its own forms (create_app registers the blueprints inside the app's
+    context). Outside an app (the command line's own checks) the packaged forms apply.
     ``accepts`` is the check service/fast_load.py compiles in."""
 
     def __init__(self):
         super().__init__(FORM_IDS, error=_allowed(FORM_IDS))
-        self._packaged = frozenset(FORM_IDS)
 
-    def _running(self):
-        return current_app.extensions["formwise"].engine.form_position if has_app_context() else self._packaged
+    @property
+    def choices(self):
+        if has_app_context():
+            return tuple(current_app.extensions["formwise"].engine.form_position)
+        return FORM_IDS
+
+    @choices.setter
+    def choices(self, packaged):  # OneOf.__init__ assigns the packaged ids; the property serves them
+        pass
 
     def accepts(self, value) -> bool:
-        return value in self._running()
+        return value in (current_app.extensions["formwise"].engine.form_position if has_app_context()
+                         else PACKAGED_FORMS)
 
     def __call__(self, value):
         if not self.accepts(value):
-            forms = self._running()
-            raise ma.ValidationError(_allowed(FORM_IDS if forms is self._packaged else forms))
+            raise ma.ValidationError(_allowed(self.choices))
         return value
 
 

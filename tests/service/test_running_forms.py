@@ -67,3 +67,9 @@ def test_batches_and_feedback_follow_the_running_forms_too(client):
     refused = client.post("/v1/feedback", json=feedback)
     assert refused.status_code == 422 and [e["field"] for e in refused.get_json()["errors"]] == ["form"]
     assert client.post("/v1/feedback", json={**feedback, "form": ADDED}).status_code < 300
+
+
+def test_the_openapi_document_lists_the_served_forms(client):
+    preferences = client.get("/openapi.json").get_json()["components"]["schemas"]["Preferences"]
+    forms = preferences["properties"]["avoid_forms"]["items"]["enum"]
+    assert ADDED in forms and DROPPED not in forms
