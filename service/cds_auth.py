@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -79,10 +79,10 @@ class TrustedClients:
     # Where used token ids are remembered until they expire: the rate limits' storage
     # (service/limits.py), so with REDIS_URL every worker and instance shares it; in memory
     # (each process its own) otherwise.
-    used_tokens: Storage = field(default_factory=lambda: storage_from_string("memory://"))
+    used_tokens: Storage
 
     @classmethod
-    def from_file(cls, path: Path | str) -> TrustedClients:
+    def from_file(cls, path: Path | str, used_tokens: Storage) -> TrustedClients:
         path = Path(path)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -111,7 +111,7 @@ class TrustedClients:
             clients[issuer] = TrustedClient(issuer, [_public_key(path, f"{where}.jwks.keys[{i}]", key)
                                                      for i, key in enumerate(keys)],
                                             frozenset(subjects) if subjects else None)
-        return cls(clients)
+        return cls(clients, used_tokens)
 
     def check(self, authorization: str | None, audiences: set[str], now: float | None = None) -> dict:
         """The token's claims when a trusted client signed it for this call; otherwise
@@ -198,7 +198,7 @@ def audiences_of_this_call() -> set[str]:
     own endpoint (feedback goes to ``<endpoint>/feedback``), on the public base URL when the
     operator set one (behind a proxy the service does not see the URL clients call, and the
     Host header it does see is the caller's to choose)."""
-    public = current_app.config.get("CDS_PUBLIC_URL") or os.environ.get(PUBLIC_URL_ENV)
+    public = current_app.config.get("CDS_PUBLIC_URL")
     base = public.rstrip("/") if public else request.host_url.rstrip("/")
     called = base + request.path
     return {called, called.removesuffix("/feedback")}
@@ -212,9 +212,9 @@ def init_app(app: Flask, api=None) -> None:
     """Load the trusted CDS clients once, at start-up: a bad file stops the service here."""
     configured = app.config.get("CDS_TRUSTED_CLIENTS") or os.environ.get(TRUSTED_CLIENTS_ENV)
     if configured:
-        trust = TrustedClients.from_file(configured)
-        trust.used_tokens = storage_from_string(storage_uri(app))
-        app.extensions["formwise_cds_trust"] = trust
+        used_tokens = storage_from_string(storage_uri(app))  # the rate limits' storage
+        app.extensions["formwise_cds_trust"] = TrustedClients.from_file(configured, used_tokens)
+        app.config.setdefault("CDS_PUBLIC_URL", os.environ.get(PUBLIC_URL_ENV))
     else:
         _warn_open_once()
 

@@ -91,6 +91,7 @@ class Blueprint(SmorestBlueprint):
                                                 error_status_code=None, error_headers=None)
                 return func(*args, loaded, **kwargs)
 
+            # smorest's decorator writes the OpenAPI entry; of what it returns, only that is kept
             parse_then_call._apidoc = documented(func)._apidoc
             return parse_then_call
 

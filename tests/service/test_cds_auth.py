@@ -13,6 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from limits.storage import MemoryStorage
 
 from service import create_app
 from service.cds_auth import TrustedClients, TrustFileError
@@ -156,10 +157,10 @@ def test_a_malformed_trust_file_stops_start_up_naming_the_field(tmp_path, client
 
 def test_a_missing_or_unreadable_trust_file_stops_start_up(tmp_path):
     with pytest.raises(TrustFileError, match="cannot be read as JSON"):
-        TrustedClients.from_file(tmp_path / "absent.json")
+        TrustedClients.from_file(tmp_path / "absent.json", MemoryStorage())
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(TrustFileError, match="cannot be read as JSON"):
-        TrustedClients.from_file(tmp_path / "bad.json")
+        TrustedClients.from_file(tmp_path / "bad.json", MemoryStorage())
 
 
 def test_with_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path):
