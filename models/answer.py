@@ -15,6 +15,19 @@ from data import DATA_DIR
 from models import vocabulary as vocab
 from models.engine import EXCLUSION_BIT, Engine, ScoredBatch
 from models.features import FEATURE_NAMES, ProfileBatch
+from models.kernel import (
+    CAUTION,
+    CAVEAT_BITS,
+    ELEMENTAL_MAX,
+    ELEMENTAL_MIN,
+    ELIGIBLE_COUNT,
+    EXCLUSION_BITS,
+    FORM_CAVEAT_BITS,
+    INTERACTION_SEVERITY,
+    MAX_SEVERITY,
+    ORDER,
+    SCORE,
+)
 from models.knowledge import EVIDENCE_GRADES, KnowledgeBaseError, _choice, _read_csv
 from models.timing import TimingPlanner
 
@@ -83,6 +96,8 @@ class AnswerBuilder:
         self._reason_templates: dict[tuple, dict] = {}
         self._exclusion_templates: dict[tuple, dict] = {}
         self._interaction_templates: dict[tuple, dict] = {}
+        self.max_reasons = self.kb.rules["reasons"]["max_reasons"]
+        self.min_contribution = self.kb.rules["reasons"]["min_contribution"]
 
     def _caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
         """A fresh caveat object (callers may add to it), copied from one built per
@@ -106,25 +121,28 @@ class AnswerBuilder:
                explain: bool = False, schedule: dict | None = None, waking_hours: dict | None = None) -> dict:
         """One contract answer. ``schedule`` ({medicine: "HH:MM" or [times]}) adds ``timing``."""
         kb = self.kb
-        ranked = [int(form) for form in scored.order[row, : min(limit, int(scored.eligible_count[row]))]]
-        settings = self.kb.rules["reasons"]
+        # One call each for the profile's values and its forms' values; the rest is indexing
+        # Python lists, which costs a fraction of indexing NumPy arrays one number at a time.
+        profile = scored.per_profile[row].tolist()
+        per_form = scored.per_form[:, row].tolist()
+        ranked = profile[ORDER: ORDER + min(limit, profile[ELIGIBLE_COUNT])]
         terms = self.engine.contribution_terms(
-            scored.features[row], ranked, settings["max_reasons"], settings["min_contribution"]) if ranked else []
+            scored.features[row], ranked, self.max_reasons, self.min_contribution) if ranked else []
         recommendations = [
-            self._recommendation(scored, row, form_index, rank, locale, explain, terms[rank - 1])
+            self._recommendation(scored, row, per_form, form_index, rank, locale, explain, terms[rank - 1])
             for rank, form_index in enumerate(ranked, 1)
         ]
 
-        excluded = [self._exclusion(form_index, bits, locale)
-                    for form_index, bits in enumerate(scored.exclusion_bits[row].tolist()) if bits]
+        excluded = [self._exclusion(form_index, int(bits), locale)
+                    for form_index, bits in enumerate(per_form[EXCLUSION_BITS]) if bits]
 
         caveats = []
-        for column, raised in enumerate(scored.caveats[row].tolist()):
-            if raised:
-                code = vocab.ANSWER_CAVEATS[column]
+        caveat_bits = profile[CAVEAT_BITS]
+        for column, code in enumerate(vocab.ANSWER_CAVEATS):
+            if caveat_bits >> column & 1:
                 severity = None
                 if code == "medication_interaction":
-                    severity = vocab.SEVERITIES[scored.interaction_severity[row]]
+                    severity = vocab.SEVERITIES[profile[INTERACTION_SEVERITY]]
                 caveats.append(self._caveat(code, locale, severity))
         caveats.sort(key=lambda item: -SEVERITY_ORDER[item["severity"]])  # stable: contract order within
 
@@ -135,7 +153,7 @@ class AnswerBuilder:
         answer = {
             "knowledge_base_version": kb.version,
             "model_version": self.engine.model_version,
-            "max_severity": vocab.SEVERITIES[scored.max_severity[row]],
+            "max_severity": vocab.SEVERITIES[profile[MAX_SEVERITY]],
             "recommendations": recommendations,
             "excluded": excluded,
             "caveats": caveats,
@@ -185,23 +203,22 @@ class AnswerBuilder:
             }
         return {**template, "medication": medication, "separation_hours": dict(template["separation_hours"])}
 
-    def _recommendation(self, scored: ScoredBatch, row: int, form_index: int, rank: int, locale: str,
-                        explain: bool, terms: list[tuple[int, int, float]]) -> dict:
+    def _recommendation(self, scored: ScoredBatch, row: int, per_form: list[list[float]], form_index: int, rank: int,
+                        locale: str, explain: bool, terms: list[tuple[int, int, float]]) -> dict:
+        """``per_form`` is the profile's per-form planes as lists (kernel.SCORE ...)."""
         form = self.forms[form_index]
-        form_caveats = [
-            self._caveat(code, locale)
-            for code, raised in zip(vocab.FORM_CAVEATS, scored.form_caveats[row, form_index].tolist(), strict=True)
-            if raised
-        ]
-        elemental_min = float(scored.elemental_min[row, form_index])
-        elemental_max = float(scored.elemental_max[row, form_index])
+        caveat_bits = int(per_form[FORM_CAVEAT_BITS][form_index])
+        form_caveats = [self._caveat(code, locale)
+                        for column, code in enumerate(vocab.FORM_CAVEATS) if caveat_bits >> column & 1]
+        elemental_min = per_form[ELEMENTAL_MIN][form_index]
+        elemental_max = per_form[ELEMENTAL_MAX][form_index]
         fraction = self.elemental_fractions[form_index]
         recommendation = {
             "rank": rank,
             "form": form.id,
             "name": form.name_in(locale),
-            "score": round(float(scored.scores[row, form_index]), SCORE_PLACES),
-            "status": "caution" if scored.caution[row, form_index] else "suitable",
+            "score": round(per_form[SCORE][form_index], SCORE_PLACES),
+            "status": "caution" if per_form[CAUTION][form_index] else "suitable",
             "reasons": self._reasons(terms, locale),
             "caveats": form_caveats,
             "dose": {

@@ -583,7 +583,7 @@ class OutputBuilder:
         """"excluded,caveat_codes,max_severity" per row, each distinct combination once."""
         n_caveats = len(vocab.ANSWER_CAVEATS)
         excluded = scored.exclusion_bits != 0
-        caveat_keys = _bit_keys(scored.caveats) | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
+        caveat_keys = scored.caveat_bits | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
         if excluded.shape[1] + n_caveats + 4 > 62:  # too wide for one integer: the columns' own texts
             parts = [self._excluded(excluded, True), self._caveat_codes(scored, True),
                      self._dictionary(scored.max_severity.astype(np.int32), self.severities, True)]
@@ -653,7 +653,7 @@ class OutputBuilder:
 
     def _caveat_codes(self, scored: ScoredBatch, as_text: bool) -> pa.Array:
         n_caveats = len(vocab.ANSWER_CAVEATS)
-        keys = _bit_keys(scored.caveats) | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
+        keys = scored.caveat_bits | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
         return self._lookup(keys, self._caveat_texts, self._caveat_text, as_text)
 
 

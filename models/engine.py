@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models import kernel
 from models import vocabulary as vocab
 from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, feature_matrix
 from models.kernel import ScoringTables, score_profiles
@@ -34,24 +35,87 @@ EXCLUSION_BIT = {code: np.uint8(1 << i) for i, code in enumerate(vocab.EXCLUSION
 HAND_SET = "hand-set"
 
 
+def _unpack_bits(bits: np.ndarray, width: int) -> np.ndarray:
+    """Integer bit sets (any shape) as booleans with one more axis of ``width``: bit i is
+    column i."""
+    return (bits.astype(np.int64)[..., None] >> np.arange(width)) & 1 == 1
+
+
 @dataclass
 class ScoredBatch:
-    """The engine's answer for n profiles, as arrays (forms in knowledge-base order)."""
+    """The engine's answer for n profiles, as arrays (forms in knowledge-base order): the
+    compiled loop's two arrays (models/kernel.py), and their parts by name. The parts are
+    views or are made on first use, so a path pays only for what it reads."""
 
-    scores: np.ndarray  # float64 (n, F), after the safety masks
-    exclusion_bits: np.ndarray  # uint8 (n, F); 0 = eligible
-    order: np.ndarray  # int (n, F): form positions, best first; eligible ones lead
-    eligible_count: np.ndarray  # int (n,)
-    caveats: np.ndarray  # bool (n, len(ANSWER_CAVEATS))
-    interaction_severity: np.ndarray  # int8 (n,), -1 none, else SEVERITY_RANK
-    max_severity: np.ndarray  # int8 (n,)
-    form_caveats: np.ndarray  # bool (n, F, len(FORM_CAVEATS))
-    caution: np.ndarray  # bool (n, F)
-    elemental_min: np.ndarray  # float64 (n, F) mg/day
-    elemental_max: np.ndarray  # float64 (n, F) mg/day
-    kidney_moderate: np.ndarray  # bool (n,)
+    per_form: np.ndarray  # float64 (FORM_PLANES, n, F)
+    per_profile: np.ndarray  # int64 (n, ORDER + F)
     batch: ProfileBatch = field(repr=False)
     rules: dict = field(repr=False)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float64 (n, F), after the safety masks."""
+        return self.per_form[kernel.SCORE]
+
+    @functools.cached_property
+    def exclusion_bits(self) -> np.ndarray:
+        """uint8 (n, F); 0 = eligible; bits as in EXCLUSION_BIT."""
+        return self.per_form[kernel.EXCLUSION_BITS].astype(np.uint8)
+
+    @property
+    def order(self) -> np.ndarray:
+        """int64 (n, F): form positions, best first; eligible ones lead."""
+        return self.per_profile[:, kernel.ORDER:]
+
+    @property
+    def eligible_count(self) -> np.ndarray:
+        """int64 (n,)."""
+        return self.per_profile[:, kernel.ELIGIBLE_COUNT]
+
+    @property
+    def caveat_bits(self) -> np.ndarray:
+        """int64 (n,): the raised answer caveats, bit i = vocab.ANSWER_CAVEATS[i]."""
+        return self.per_profile[:, kernel.CAVEAT_BITS]
+
+    @functools.cached_property
+    def caveats(self) -> np.ndarray:
+        """bool (n, len(ANSWER_CAVEATS))."""
+        return _unpack_bits(self.caveat_bits, len(vocab.ANSWER_CAVEATS))
+
+    @property
+    def interaction_severity(self) -> np.ndarray:
+        """int64 (n,): -1 none, else SEVERITY_RANK."""
+        return self.per_profile[:, kernel.INTERACTION_SEVERITY]
+
+    @property
+    def max_severity(self) -> np.ndarray:
+        """int64 (n,): SEVERITY_RANK of the highest raised caveat."""
+        return self.per_profile[:, kernel.MAX_SEVERITY]
+
+    @functools.cached_property
+    def form_caveats(self) -> np.ndarray:
+        """bool (n, F, len(FORM_CAVEATS))."""
+        return _unpack_bits(self.per_form[kernel.FORM_CAVEAT_BITS], len(vocab.FORM_CAVEATS))
+
+    @functools.cached_property
+    def caution(self) -> np.ndarray:
+        """bool (n, F)."""
+        return self.per_form[kernel.CAUTION] != 0
+
+    @property
+    def elemental_min(self) -> np.ndarray:
+        """float64 (n, F) mg/day."""
+        return self.per_form[kernel.ELEMENTAL_MIN]
+
+    @property
+    def elemental_max(self) -> np.ndarray:
+        """float64 (n, F) mg/day."""
+        return self.per_form[kernel.ELEMENTAL_MAX]
+
+    @functools.cached_property
+    def kidney_moderate(self) -> np.ndarray:
+        """bool (n,)."""
+        return self.per_profile[:, kernel.KIDNEY_MODERATE] != 0
 
     @functools.cached_property
     def features(self) -> np.ndarray:

@@ -95,21 +95,24 @@ class ScoringTables(NamedTuple):
     high_unit_burden_warns: bool
 
 
-class ScoredArrays(NamedTuple):
-    """What the loop returns: the fields of models.engine.ScoredBatch, in its order."""
+# The loop's per-form outputs, as planes of one float64 array (planes, profiles, forms):
+# each plane is a contiguous (profiles x forms) matrix for the batch paths, and one
+# profile's values for every form come out of it in one call (models/answer.py).
+SCORE, EXCLUSION_BITS, CAUTION, ELEMENTAL_MIN, ELEMENTAL_MAX, FORM_CAVEAT_BITS = range(6)
+FORM_PLANES = 6
+# The loop's per-profile outputs, as columns of one int64 array (profiles, columns): these
+# five, then the form positions best first (eligible ones lead).
+ELIGIBLE_COUNT, INTERACTION_SEVERITY, MAX_SEVERITY, KIDNEY_MODERATE, CAVEAT_BITS = range(5)
+ORDER = 5
 
-    scores: np.ndarray
-    exclusion_bits: np.ndarray
-    order: np.ndarray
-    eligible_count: np.ndarray
-    caveats: np.ndarray
-    interaction_severity: np.ndarray
-    max_severity: np.ndarray
-    form_caveats: np.ndarray
-    caution: np.ndarray
-    elemental_min: np.ndarray
-    elemental_max: np.ndarray
-    kidney_moderate: np.ndarray
+
+class ScoredArrays(NamedTuple):
+    """What the loop returns: two arrays instead of a dozen, because handing each array
+    back to Python costs about half a microsecond, the most of the loop's own time for one
+    profile. models.engine.ScoredBatch names their parts."""
+
+    per_form: np.ndarray  # float64 (FORM_PLANES, n, F): SCORE ... FORM_CAVEAT_BITS
+    per_profile: np.ndarray  # int64 (n, ORDER + F): ELIGIBLE_COUNT ... CAVEAT_BITS, then ORDER
 
 
 @numba.njit(cache=True, nogil=True)
@@ -136,18 +139,10 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
     unknown_band = n_bands
     products = tables.word_products
 
-    scores = np.empty((n, n_forms))
-    bits = np.empty((n, n_forms), dtype=np.uint8)
-    order = np.empty((n, n_forms), dtype=np.int64)
-    eligible_count = np.empty(n, dtype=np.int64)
-    caveats = np.empty((n, n_caveats), dtype=np.bool_)
-    interaction_severity = np.empty(n, dtype=np.int8)
-    max_severity = np.empty(n, dtype=np.int8)
-    form_caveats = np.empty((n, n_forms, n_form_caveats), dtype=np.bool_)
-    caution = np.empty((n, n_forms), dtype=np.bool_)
-    elemental_min = np.empty((n, n_forms))
-    elemental_max = np.empty((n, n_forms))
-    kidney_moderate = np.empty(n, dtype=np.bool_)
+    per_form = np.empty((FORM_PLANES, n, n_forms))
+    per_profile = np.empty((n, ORDER + n_forms), dtype=np.int64)
+    scores, order = per_form[SCORE], per_profile[:, ORDER:]
+    bits = np.empty(n_forms, dtype=np.uint8)  # one profile's exclusion bits
     sums = np.empty(products.shape[1])  # one profile's word products
     sort_keys = np.empty(n_forms)
 
@@ -191,14 +186,14 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
                 form_bits |= tables.avoided_bit
             if gi_exclude:
                 form_bits |= tables.gi_exclusion_bits[f]
-            bits[i, f] = form_bits
+            bits[f] = form_bits
         # Rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form ranks first.
         # Eligible laxative forms are scaled (keeping their order) to score below the best
         # eligible non-laxative form; with none, they are excluded.
         if gi_sensitive:
             best_other, best_laxative = -np.inf, -np.inf
             for f in range(n_forms):
-                if bits[i, f] == 0:
+                if bits[f] == 0:
                     if tables.laxative[f]:
                         best_laxative = max(best_laxative, scores[i, f])
                     else:
@@ -206,18 +201,18 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
             if best_laxative > -np.inf:
                 if best_other == -np.inf:
                     for f in range(n_forms):
-                        if bits[i, f] == 0 and tables.laxative[f]:
-                            bits[i, f] |= tables.worsens_diarrhea_bit
+                        if bits[f] == 0 and tables.laxative[f]:
+                            bits[f] |= tables.worsens_diarrhea_bit
                 else:
                     factor = min(1.0, 0.99 * best_other / best_laxative)
                     for f in range(n_forms):
-                        if bits[i, f] == 0 and tables.laxative[f]:
+                        if bits[f] == 0 and tables.laxative[f]:
                             scores[i, f] *= factor
 
         # ---- ranking: eligible forms by score, best first; ties keep knowledge-base order --
         eligible = 0
         for f in range(n_forms):
-            if bits[i, f] == 0:
+            if bits[f] == 0:
                 sort_keys[f] = -scores[i, f]
                 eligible += 1
             else:
@@ -228,15 +223,18 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
                 order[i, position] = order[i, position - 1]
                 position -= 1
             order[i, position] = f
-        eligible_count[i] = eligible
+        per_profile[i, ELIGIBLE_COUNT] = eligible
+        for f in range(n_forms):
+            per_form[EXCLUSION_BITS, i, f] = bits[f]
 
         # ---- caveats ---------------------------------------------------------------------
         severity = np.int8(-1)
         for class_position in range(n_classes):
             if interaction_classes[i, class_position] and tables.class_severity[class_position] > severity:
                 severity = tables.class_severity[class_position]
-        interaction_severity[i] = severity
+        per_profile[i, INTERACTION_SEVERITY] = severity
         highest = np.int8(-1)
+        caveat_bits = 0
         for a in range(n_caveats):
             if a == tables.interaction_column:
                 raised = severity >= 0
@@ -247,11 +245,13 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
                 else:
                     raised = sums[n_forms + a] > 0 or tables.key_caveats[key, a]
                 caveat_level = tables.caveat_severity[a]
-            caveats[i, a] = raised
+            if raised:
+                caveat_bits |= 1 << a
             if raised and caveat_level > highest:
                 highest = caveat_level
-        max_severity[i] = highest
-        kidney_moderate[i] = tables.key_kidney_moderate[key]
+        per_profile[i, CAVEAT_BITS] = caveat_bits
+        per_profile[i, MAX_SEVERITY] = highest
+        per_profile[i, KIDNEY_MODERATE] = tables.key_kidney_moderate[key]
 
         # ---- dose, capped by the age's supplemental upper limit, and per-form caveats ------
         allowed_units = tables.allowed_units_by_setting[units_setting]
@@ -261,18 +261,25 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
             if units_setting > 0:
                 most = np.floor(_minimum(most, units_setting * tables.unit_elemental_mg[f]))
                 least = _minimum(tables.start_dose_by_age[profile_age], most)
-            elemental_max[i, f] = most
-            elemental_min[i, f] = least
+            per_form[ELEMENTAL_MAX, i, f] = most
+            per_form[ELEMENTAL_MIN, i, f] = least
             worsens = gi_sensitive and tables.laxative[f]
             burden = tables.burden_by_age_and_units[profile_age, allowed_units, f]
-            form_caveats[i, f, :] = tables.static_form_caveats[f]
-            form_caveats[i, f, tables.worsens_diarrhea_column] = worsens
-            form_caveats[i, f, tables.high_unit_burden_column] = burden
-            caution[i, f] = (tables.key_caution[key, f] or (tables.worsens_diarrhea_warns and worsens)
-                             or (tables.high_unit_burden_warns and burden))
+            caveat_flags = 0
+            for c in range(n_form_caveats):
+                if c == tables.worsens_diarrhea_column:
+                    raised = worsens
+                elif c == tables.high_unit_burden_column:
+                    raised = burden
+                else:
+                    raised = tables.static_form_caveats[f, c]
+                if raised:
+                    caveat_flags |= 1 << c
+            per_form[FORM_CAVEAT_BITS, i, f] = caveat_flags
+            per_form[CAUTION, i, f] = (tables.key_caution[key, f] or (tables.worsens_diarrhea_warns and worsens)
+                                       or (tables.high_unit_burden_warns and burden))
 
-    return ScoredArrays(scores, bits, order, eligible_count, caveats, interaction_severity, max_severity,
-                        form_caveats, caution, elemental_min, elemental_max, kidney_moderate)
+    return ScoredArrays(per_form, per_profile)
 
 
 @numba.njit(cache=True, nogil=True)
