@@ -53,15 +53,12 @@ def _batch_then_canned(profiles, **options):
 
 
 @numba.njit(cache=True)
-def _take_arguments(age, pregnant, breastfeeding, egfr, dialysis, conditions, goals, interaction_classes,
-                    has_unrecognized_medication, avoid_forms, max_units_per_day, packed_tables):
-    return age.shape[0]
+def _take_arguments(whole_numbers, egfr, flags, packed_tables):
+    return egfr.shape[0]
 
 
 def _loop_arguments(batch):
-    return (batch.age, batch.pregnant, batch.breastfeeding, batch.egfr, batch.dialysis, batch.conditions,
-            batch.goals, batch.interaction_classes, batch.has_unrecognized_medication, batch.avoid_forms,
-            batch.max_units_per_day, _recommender.engine.packed_tables)
+    return batch.whole_numbers, batch.egfr, batch.flags, _recommender.engine.packed_tables
 
 
 def _arguments_then_canned(profiles, **options):

@@ -297,7 +297,7 @@ class ColumnEncoder:
         if keep_medications and medication_lists is None:
             medication_lists = [[] for _ in range(n)]
         if not valid.all():
-            batch = take_rows(batch, valid)
+            batch = batch.take(valid)
             unrecognized = unrecognized.filter(pa.array(valid))
             if medication_lists is not None:
                 medication_lists = [medication_lists[i] for i in np.flatnonzero(valid)]
@@ -442,18 +442,6 @@ class ColumnEncoder:
         return classes > 0, unknown_counts > 0, unknown_text, bad, parts, item_lists
 
 
-def take_rows(batch: ProfileBatch, rows: np.ndarray) -> ProfileBatch:
-    """The profiles at ``rows`` (a boolean mask or positions), arrays only."""
-    return ProfileBatch(
-        age=batch.age[rows], sex=batch.sex[rows], pregnant=batch.pregnant[rows],
-        breastfeeding=batch.breastfeeding[rows], egfr=batch.egfr[rows], dialysis=batch.dialysis[rows],
-        conditions=batch.conditions[rows], goals=batch.goals[rows],
-        interaction_classes=batch.interaction_classes[rows],
-        has_unrecognized_medication=batch.has_unrecognized_medication[rows],
-        avoid_forms=batch.avoid_forms[rows], max_units_per_day=batch.max_units_per_day[rows],
-    )
-
-
 def profile_dicts(batch: ProfileBatch, medications: list[list[str]], form_ids: Sequence[str]) -> list[dict]:
     """Validated profile dicts for encoded rows (for the JSON Lines output, which the
     answer builder writes row by row anyway)."""
@@ -463,7 +451,7 @@ def profile_dicts(batch: ProfileBatch, medications: list[list[str]], form_ids: S
         units = int(batch.max_units_per_day[row])
         profiles.append({
             "age": int(batch.age[row]),
-            "sex": vocab.SEXES[batch.sex[row]],
+            "sex": vocab.SEXES[int(batch.sex[row])],
             "pregnant": bool(batch.pregnant[row]),
             "breastfeeding": bool(batch.breastfeeding[row]),
             "egfr": None if np.isnan(egfr) else egfr,

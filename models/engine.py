@@ -343,10 +343,7 @@ class Engine:
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         """Scores, masks, caveats and doses for every profile and form, in one compiled pass
         (models/kernel.py) over the tables built above."""
-        arrays = score_profiles(
-            batch.age, batch.pregnant, batch.breastfeeding, batch.egfr, batch.dialysis, batch.conditions,
-            batch.goals, batch.interaction_classes, batch.has_unrecognized_medication, batch.avoid_forms,
-            batch.max_units_per_day, self.packed_tables)
+        arrays = score_profiles(batch.whole_numbers, batch.egfr, batch.flags, self.packed_tables)
         return ScoredBatch(*arrays, batch=batch, rules=self.kb.rules)
 
     # -- explanations ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models import kernel
 from models import vocabulary as vocab
 from models.kernel import fill_features
 
@@ -31,67 +32,77 @@ GOAL_COLUMN = {g: i for i, g in enumerate(vocab.GOALS)}
 SEX_CODE = {s: i for i, s in enumerate(vocab.SEXES)}
 
 
+# Column layout of ProfileBatch.flags: four yes/no fields (kernel.PREGNANT ...), the
+# profile's words (conditions, then goals), the interaction classes, then the forms to avoid.
+CONDITIONS_START = kernel.WORDS
+GOALS_START = CONDITIONS_START + len(vocab.CONDITIONS)
+CLASSES_START = GOALS_START + len(vocab.GOALS)
+FORMS_START = CLASSES_START + len(vocab.INTERACTION_CLASSES)
+
+
 @dataclass
 class ProfileBatch:
-    """n validated profiles, column by column. Medicines are already resolved to
-    interaction classes; the typed names are kept only to echo them back."""
+    """n validated profiles as three arrays, so that making a batch and handing it to the
+    compiled loop costs three arrays, not twelve. Medicines are already resolved to
+    interaction classes; the typed names are kept only to echo them back. The named fields
+    (``age``, ``conditions``, ...) are writable views into the arrays."""
 
-    age: np.ndarray  # int16
-    sex: np.ndarray  # int8, index into vocab.SEXES
-    pregnant: np.ndarray  # bool
-    breastfeeding: np.ndarray  # bool
-    egfr: np.ndarray  # float64, NaN when unknown
-    dialysis: np.ndarray  # bool
-    conditions: np.ndarray  # bool (n, len(CONDITIONS))
-    goals: np.ndarray  # bool (n, len(GOALS))
-    interaction_classes: np.ndarray  # bool (n, len(INTERACTION_CLASSES))
-    has_unrecognized_medication: np.ndarray  # bool
-    avoid_forms: np.ndarray  # bool (n, forms)
-    max_units_per_day: np.ndarray  # int16, 0 when not set
+    whole_numbers: np.ndarray  # int16 (n, 3): kernel.AGE, kernel.SEX (vocab.SEXES), kernel.MAX_UNITS (0: not set)
+    egfr: np.ndarray  # float64 (n,), NaN when unknown
+    flags: np.ndarray  # bool (n, FORMS_START + forms), laid out as above
     # Per profile: [(typed name, class positions)] and the unrecognised names (echo only).
     recognized_medications: list[list[tuple[str, tuple[int, ...]]]] | None = field(default=None)
     unrecognized_medications: list[list[str]] | None = field(default=None)
 
     def __len__(self) -> int:
-        return len(self.age)
+        return len(self.egfr)
 
     @classmethod
     def empty(cls, n: int, n_forms: int, keep_names: bool = True) -> ProfileBatch:
         return cls(
-            age=np.zeros(n, dtype=np.int16),
-            sex=np.zeros(n, dtype=np.int8),
-            pregnant=np.zeros(n, dtype=bool),
-            breastfeeding=np.zeros(n, dtype=bool),
+            whole_numbers=np.zeros((n, 3), dtype=np.int16),
             egfr=np.full(n, np.nan),
-            dialysis=np.zeros(n, dtype=bool),
-            conditions=np.zeros((n, len(vocab.CONDITIONS)), dtype=bool),
-            goals=np.zeros((n, len(vocab.GOALS)), dtype=bool),
-            interaction_classes=np.zeros((n, len(vocab.INTERACTION_CLASSES)), dtype=bool),
-            has_unrecognized_medication=np.zeros(n, dtype=bool),
-            avoid_forms=np.zeros((n, n_forms), dtype=bool),
-            max_units_per_day=np.zeros(n, dtype=np.int16),
+            flags=np.zeros((n, FORMS_START + n_forms), dtype=bool),
             recognized_medications=[[] for _ in range(n)] if keep_names else None,
             unrecognized_medications=[[] for _ in range(n)] if keep_names else None,
         )
+
+    def take(self, rows: np.ndarray) -> ProfileBatch:
+        """The profiles at ``rows`` (a boolean mask or positions), arrays only."""
+        return ProfileBatch(self.whole_numbers[rows], self.egfr[rows], self.flags[rows])
+
+    age = property(lambda self: self.whole_numbers[:, kernel.AGE], doc="int16 (n,)")
+    sex = property(lambda self: self.whole_numbers[:, kernel.SEX], doc="int16 (n,), index into vocab.SEXES")
+    max_units_per_day = property(lambda self: self.whole_numbers[:, kernel.MAX_UNITS], doc="int16 (n,), 0: not set")
+    pregnant = property(lambda self: self.flags[:, kernel.PREGNANT], doc="bool (n,)")
+    breastfeeding = property(lambda self: self.flags[:, kernel.BREASTFEEDING], doc="bool (n,)")
+    dialysis = property(lambda self: self.flags[:, kernel.DIALYSIS], doc="bool (n,)")
+    has_unrecognized_medication = property(lambda self: self.flags[:, kernel.UNRECOGNIZED], doc="bool (n,)")
+    conditions = property(lambda self: self.flags[:, CONDITIONS_START:GOALS_START], doc="bool (n, CONDITIONS)")
+    goals = property(lambda self: self.flags[:, GOALS_START:CLASSES_START], doc="bool (n, GOALS)")
+    interaction_classes = property(lambda self: self.flags[:, CLASSES_START:FORMS_START],
+                                   doc="bool (n, INTERACTION_CLASSES)")
+    avoid_forms = property(lambda self: self.flags[:, FORMS_START:], doc="bool (n, forms)")
 
 
 def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], medicine_index) -> ProfileBatch:
     """Columns from validated profile dicts (the HTTP and JSON Lines path). Fields not
     given take the contract's defaults. ``form_position`` is the engine's form id -> column."""
     batch = ProfileBatch.empty(len(profiles), len(form_position))
+    numbers, egfrs, flags = batch.whole_numbers, batch.egfr, batch.flags  # written cell by cell, no views
     for row, profile in enumerate(profiles):
-        batch.age[row] = profile["age"]
-        batch.sex[row] = SEX_CODE[profile.get("sex") or "unspecified"]
-        batch.pregnant[row] = bool(profile.get("pregnant"))
-        batch.breastfeeding[row] = bool(profile.get("breastfeeding"))
+        numbers[row, kernel.AGE] = profile["age"]
+        numbers[row, kernel.SEX] = SEX_CODE[profile.get("sex") or "unspecified"]
+        flags[row, kernel.PREGNANT] = bool(profile.get("pregnant"))
+        flags[row, kernel.BREASTFEEDING] = bool(profile.get("breastfeeding"))
         egfr = profile.get("egfr")
         if egfr is not None:
-            batch.egfr[row] = egfr
-        batch.dialysis[row] = bool(profile.get("dialysis"))
+            egfrs[row] = egfr
+        flags[row, kernel.DIALYSIS] = bool(profile.get("dialysis"))
         for condition in profile.get("conditions") or ():
-            batch.conditions[row, CONDITION_COLUMN[condition]] = True
+            flags[row, CONDITIONS_START + CONDITION_COLUMN[condition]] = True
         for goal in profile.get("goals") or ():
-            batch.goals[row, GOAL_COLUMN[goal]] = True
+            flags[row, GOALS_START + GOAL_COLUMN[goal]] = True
         recognized, unrecognized = batch.recognized_medications[row], batch.unrecognized_medications[row]
         for name in profile.get("medications") or ():
             classes = medicine_index.resolve(name)
@@ -100,13 +111,13 @@ def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], med
                     unrecognized.append(name)
             else:
                 recognized.append((name, classes))
-                for class_position in classes:  # scalar writes: cheaper than a fancy index for a few
-                    batch.interaction_classes[row, class_position] = True
-        batch.has_unrecognized_medication[row] = bool(unrecognized)
+                for class_position in classes:
+                    flags[row, CLASSES_START + class_position] = True
+        flags[row, kernel.UNRECOGNIZED] = bool(unrecognized)
         preferences = profile.get("preferences") or {}
         for form_id in preferences.get("avoid_forms") or ():
-            batch.avoid_forms[row, form_position[form_id]] = True
-        batch.max_units_per_day[row] = preferences.get("max_units_per_day") or 0
+            flags[row, FORMS_START + form_position[form_id]] = True
+        numbers[row, kernel.MAX_UNITS] = preferences.get("max_units_per_day") or 0
     return batch
 
 
@@ -116,7 +127,7 @@ def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict
     ages = rules["age_groups"]
     # Column-major: a training or explanation step reads one factor across many profiles.
     features = np.empty((len(batch), len(FEATURE_NAMES)), order="F")
-    fill_features(batch.conditions, batch.goals, kidney_moderate, batch.pregnant, batch.breastfeeding, batch.age,
+    fill_features(batch.whole_numbers, batch.flags, len(vocab.CONDITIONS) + len(vocab.GOALS), kidney_moderate,
                   _age_factors(ages["infant_below"], ages["child_up_to"], ages["older_adult_from"]), features)
     return features
 

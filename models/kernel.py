@@ -95,6 +95,14 @@ class ScoringTables(NamedTuple):
     high_unit_burden_warns: bool
 
 
+# The profiles, as models.features.ProfileBatch holds them: columns of its whole numbers
+# (int16), and the first columns of its flags (bool), which then hold the profile's words
+# (conditions, then goals: the rows of ``word_products``), its interaction classes and
+# the forms it avoids.
+AGE, SEX, MAX_UNITS = range(3)
+PREGNANT, BREASTFEEDING, DIALYSIS, UNRECOGNIZED = range(4)
+WORDS = 4
+
 # The loop's per-form outputs, as planes of one float64 array (planes, profiles, forms):
 # each plane is a contiguous (profiles x forms) matrix for the batch paths, and one
 # profile's values for every form come out of it in one call (models/answer.py).
@@ -124,15 +132,16 @@ def _minimum(a: float, b: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goals, interaction_classes,
-                   has_unrecognized_medication, avoid_forms, max_units_per_day, packed_tables):
+def score_profiles(whole_numbers, egfr, flags, packed_tables):
     """The engine's arrays for n profiles (see models.engine.ScoredBatch for their meaning).
     ``packed_tables`` is ``tuple(ScoringTables(...))``: numba checks a plain tuple's types
     in a few microseconds, a named one's in three times as long."""
     tables = ScoringTables(*packed_tables)
-    n, n_forms = age.shape[0], tables.key_utility.shape[1]
-    n_conditions, n_goals = conditions.shape[1], goals.shape[1]
-    n_caveats, n_classes = tables.key_caveats.shape[1], interaction_classes.shape[1]
+    n, n_forms = egfr.shape[0], tables.key_utility.shape[1]
+    n_words, n_classes = tables.word_products.shape[0], tables.class_severity.shape[0]
+    classes_start = WORDS + n_words
+    forms_start = classes_start + n_classes
+    n_caveats = tables.key_caveats.shape[1]
     n_bands = tables.band_upper_edges.shape[0]
     n_settings = tables.allowed_units_by_setting.shape[0]
     n_form_caveats = tables.static_form_caveats.shape[1]
@@ -147,15 +156,15 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
     sort_keys = np.empty(n_forms)
 
     for i in range(n):
-        profile_age = age[i]
-        units_setting = max_units_per_day[i]
+        profile_age = whole_numbers[i, AGE]
+        units_setting = whole_numbers[i, MAX_UNITS]
         if profile_age < 0 or profile_age >= tables.ages:
             raise IndexError("age outside the knowledge base's age tables")
         if units_setting < 0 or units_setting >= n_settings:
             raise IndexError("max_units_per_day outside the knowledge base's unit tables")
 
         # ---- the profile key: kidney band, age, pregnancy, breastfeeding ---------------
-        if dialysis[i]:
+        if flags[i, DIALYSIS]:
             band = tables.dialysis_band
         elif math.isnan(egfr[i]):
             band = unknown_band
@@ -163,16 +172,13 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
             band = 0
             while band < n_bands and tables.band_upper_edges[band] <= egfr[i]:
                 band += 1
-        key = ((band * tables.ages + profile_age) * 2 + pregnant[i]) * 2 + breastfeeding[i]
+        key = ((band * tables.ages + profile_age) * 2 + flags[i, PREGNANT]) * 2 + flags[i, BREASTFEEDING]
 
         # ---- utility and score: the key's row plus the rows of the profile's words -------
         sums[:] = 0.0
-        for c in range(n_conditions):
-            if conditions[i, c]:
-                sums += products[c]
-        for g in range(n_goals):
-            if goals[i, g]:
-                sums += products[n_conditions + g]
+        for w in range(n_words):
+            if flags[i, WORDS + w]:
+                sums += products[w]
         gi_exclude = sums[n_forms + n_caveats] > 0
         gi_sensitive = sums[n_forms + n_caveats + 1] > 0
         for f in range(n_forms):
@@ -182,7 +188,7 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
         # ---- hard safety rules: masks applied after scoring ------------------------------
         for f in range(n_forms):
             form_bits = tables.key_exclusion_bits[key, f]
-            if avoid_forms[i, f]:
+            if flags[i, forms_start + f]:
                 form_bits |= tables.avoided_bit
             if gi_exclude:
                 form_bits |= tables.gi_exclusion_bits[f]
@@ -230,7 +236,7 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
         # ---- caveats ---------------------------------------------------------------------
         severity = np.int8(-1)
         for class_position in range(n_classes):
-            if interaction_classes[i, class_position] and tables.class_severity[class_position] > severity:
+            if flags[i, classes_start + class_position] and tables.class_severity[class_position] > severity:
                 severity = tables.class_severity[class_position]
         per_profile[i, INTERACTION_SEVERITY] = severity
         highest = np.int8(-1)
@@ -241,7 +247,7 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
                 caveat_level = severity
             else:
                 if a == tables.unrecognized_column:
-                    raised = has_unrecognized_medication[i]
+                    raised = flags[i, UNRECOGNIZED]
                 else:
                     raised = sums[n_forms + a] > 0 or tables.key_caveats[key, a]
                 caveat_level = tables.caveat_severity[a]
@@ -283,22 +289,19 @@ def score_profiles(age, pregnant, breastfeeding, egfr, dialysis, conditions, goa
 
 
 @numba.njit(cache=True, nogil=True)
-def fill_features(conditions, goals, kidney_moderate, pregnant, breastfeeding, age, age_factors, out):
+def fill_features(whole_numbers, flags, n_words, kidney_moderate, age_factors, out):
     """The feature matrix into ``out`` (n x len(models.features.FEATURE_NAMES)): always 1,
-    the conditions, the goals, then the derived factors; ``age_factors`` is (child, older
-    adult) per age."""
-    n_conditions, n_goals = conditions.shape[1], goals.shape[1]
-    derived = 1 + n_conditions + n_goals
-    for i in range(age.shape[0]):
-        profile_age = age[i]
+    the words (conditions, then goals), then the derived factors; ``age_factors`` is
+    (child, older adult) per age."""
+    derived = 1 + n_words
+    for i in range(whole_numbers.shape[0]):
+        profile_age = whole_numbers[i, AGE]
         if profile_age < 0 or profile_age >= age_factors.shape[0]:
             raise IndexError("age outside the age-factor table")
         out[i, 0] = 1.0
-        for c in range(n_conditions):
-            out[i, 1 + c] = 1.0 if conditions[i, c] else 0.0
-        for g in range(n_goals):
-            out[i, 1 + n_conditions + g] = 1.0 if goals[i, g] else 0.0
+        for w in range(n_words):
+            out[i, 1 + w] = 1.0 if flags[i, WORDS + w] else 0.0
         out[i, derived] = 1.0 if kidney_moderate[i] else 0.0
-        out[i, derived + 1] = 1.0 if pregnant[i] or breastfeeding[i] else 0.0
+        out[i, derived + 1] = 1.0 if flags[i, PREGNANT] or flags[i, BREASTFEEDING] else 0.0
         out[i, derived + 2] = age_factors[profile_age, 0]
         out[i, derived + 3] = age_factors[profile_age, 1]
