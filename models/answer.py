@@ -22,6 +22,7 @@ from models.kernel import (
     ELEMENTAL_MIN,
     ELIGIBLE_COUNT,
     EXCLUSION_BITS,
+    FEATURE_BITS,
     FORM_CAVEAT_BITS,
     INTERACTION_SEVERITY,
     MAX_SEVERITY,
@@ -126,8 +127,8 @@ class AnswerBuilder:
         profile = scored.per_profile[row].tolist()
         per_form = scored.per_form[:, row].tolist()
         ranked = profile[ORDER: ORDER + min(limit, profile[ELIGIBLE_COUNT])]
-        terms = self.engine.contribution_terms(
-            scored.features[row], ranked, self.max_reasons, self.min_contribution) if ranked else []
+        terms = self.engine.contribution_terms_of_bits(
+            profile[FEATURE_BITS], ranked, self.max_reasons, self.min_contribution) if ranked else []
         recommendations = [
             self._recommendation(scored, row, per_form, form_index, rank, locale, explain, terms[rank - 1])
             for rank, form_index in enumerate(ranked, 1)

@@ -23,7 +23,7 @@ import numpy as np
 
 from models import kernel
 from models import vocabulary as vocab
-from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, feature_matrix
+from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, age_factors, feature_matrix
 from models.kernel import ScoringTables, score_profiles
 from models.knowledge import KnowledgeBase
 from models.medicines import MedicineIndex
@@ -50,7 +50,6 @@ class ScoredBatch:
     per_form: np.ndarray  # float64 (FORM_PLANES, n, F)
     per_profile: np.ndarray  # int64 (n, ORDER + F)
     batch: ProfileBatch = field(repr=False)
-    rules: dict = field(repr=False)
 
     @property
     def scores(self) -> np.ndarray:
@@ -117,11 +116,17 @@ class ScoredBatch:
         """bool (n,)."""
         return self.per_profile[:, kernel.KIDNEY_MODERATE] != 0
 
+    @property
+    def feature_bits(self) -> np.ndarray:
+        """int64 (n,): the profile factors that apply, bit k = FEATURE_NAMES[k]."""
+        return self.per_profile[:, kernel.FEATURE_BITS]
+
     @functools.cached_property
     def features(self) -> np.ndarray:
-        """float64 (n, K): the profile factors the weights act on. Built on first use:
-        explanations and training read them, scoring itself does not need them."""
-        return feature_matrix(self.batch, self.kidney_moderate, self.rules)
+        """float64 (n, K): the profile factors the weights act on, 1.0 where one applies.
+        Made on first use: training and the test of the tables read the matrix, answers
+        read the bits."""
+        return _unpack_bits(self.feature_bits, len(FEATURE_NAMES)).astype(np.float64)
 
 
 @functools.cache
@@ -136,6 +141,8 @@ def _one_blas_thread() -> None:
 
 class Engine:
     """Holds the knowledge base as arrays, precomputed once; scores batches of profiles."""
+
+    MAX_REMEMBERED_FEATURE_SETS = 4096  # bit set -> its (feature, 1.0) list; bounds memory, not needed
 
     def __init__(self, knowledge_base: KnowledgeBase, weights: np.ndarray | None = None,
                  model_version: str = HAND_SET):
@@ -166,6 +173,7 @@ class Engine:
         self._centred_rows = self.centred_attributes.tolist()
         self._unit_terms = [[self._sortable_terms(k, 1.0, form) for k in range(len(FEATURE_NAMES))]
                             for form in range(len(self.form_ids))]
+        self._active_features: dict[int, list[tuple[int, float]]] = {}
         self._prepare_safety_arrays()
         self._compile_loops()
 
@@ -336,6 +344,7 @@ class Engine:
             high_unit_burden_column=FORM_CAVEAT_COLUMN["high_unit_burden"],
             worsens_diarrhea_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]),
             high_unit_burden_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["high_unit_burden"]]),
+            age_factors=age_factors(self.kb.rules),
         )
 
     # -- scoring -------------------------------------------------------------------------
@@ -344,7 +353,7 @@ class Engine:
         """Scores, masks, caveats and doses for every profile and form, in one compiled pass
         (models/kernel.py) over the tables built above."""
         arrays = score_profiles(batch.whole_numbers, batch.egfr, batch.flags, self.packed_tables)
-        return ScoredBatch(*arrays, batch=batch, rules=self.kb.rules)
+        return ScoredBatch(*arrays, batch=batch)
 
     # -- explanations ---------------------------------------------------------------------
 
@@ -360,6 +369,20 @@ class Engine:
         ``(feature x weight) x centred attribute`` in NumPy. Features equal to 1 (every
         feature the engine builds) take their terms from a table made at start-up."""
         active = [(k, value) for k, value in enumerate(np.asarray(features_row).tolist()) if value != 0.0]
+        return self._terms(active, forms, limit, min_abs)
+
+    def contribution_terms_of_bits(self, feature_bits: int, forms, limit: int | None = None,
+                                   min_abs: float = 0.0) -> list[list[tuple[int, int, float]]]:
+        """contribution_terms for a profile's ScoredBatch.feature_bits (what answers use)."""
+        active = self._active_features.get(feature_bits)
+        if active is None:
+            active = [(k, 1.0) for k in range(len(FEATURE_NAMES)) if feature_bits >> k & 1]
+            if len(self._active_features) < self.MAX_REMEMBERED_FEATURE_SETS:
+                self._active_features[feature_bits] = active
+        return self._terms(active, forms, limit, min_abs)
+
+    def _terms(self, active: list[tuple[int, float]], forms, limit: int | None,
+               min_abs: float) -> list[list[tuple[int, int, float]]]:
         explained = []
         for form in forms:
             unit_terms = self._unit_terms[form]

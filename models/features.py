@@ -123,17 +123,20 @@ def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], med
 
 def feature_matrix(batch: ProfileBatch, kidney_moderate: np.ndarray, rules: dict) -> np.ndarray:
     """n x len(FEATURE_NAMES), float64: the profile factors the weights act on (one compiled
-    pass, models/kernel.py)."""
-    ages = rules["age_groups"]
-    # Column-major: a training or explanation step reads one factor across many profiles.
-    features = np.empty((len(batch), len(FEATURE_NAMES)), order="F")
+    pass, models/kernel.py). A scored batch has them already (ScoredBatch.features)."""
+    features = np.empty((len(batch), len(FEATURE_NAMES)))
     fill_features(batch.whole_numbers, batch.flags, len(vocab.CONDITIONS) + len(vocab.GOALS), kidney_moderate,
-                  _age_factors(ages["infant_below"], ages["child_up_to"], ages["older_adult_from"]), features)
+                  age_factors(rules), features)
     return features
+
+
+def age_factors(rules: dict) -> np.ndarray:
+    """Per age 0..120: (child, older adult), looked up rather than compared per profile."""
+    ages = rules["age_groups"]
+    return _age_factors(ages["infant_below"], ages["child_up_to"], ages["older_adult_from"])
 
 
 @functools.cache
 def _age_factors(infant_below: int, child_up_to: int, older_adult_from: int) -> np.ndarray:
-    """Per age 0..120: (child, older adult), looked up rather than compared per profile."""
     age = np.arange(121)
-    return np.column_stack([(age >= infant_below) & (age <= child_up_to), age >= older_adult_from]).astype(float)
+    return np.column_stack([(age >= infant_below) & (age <= child_up_to), age >= older_adult_from])

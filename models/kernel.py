@@ -93,6 +93,7 @@ class ScoringTables(NamedTuple):
     high_unit_burden_column: int
     worsens_diarrhea_warns: bool  # whether those two form caveats call for caution
     high_unit_burden_warns: bool
+    age_factors: np.ndarray  # bool (ages, 2): (child, older adult), the age's profile factors
 
 
 # The profiles, as models.features.ProfileBatch holds them: columns of its whole numbers
@@ -109,9 +110,11 @@ WORDS = 4
 SCORE, EXCLUSION_BITS, CAUTION, ELEMENTAL_MIN, ELEMENTAL_MAX, FORM_CAVEAT_BITS = range(6)
 FORM_PLANES = 6
 # The loop's per-profile outputs, as columns of one int64 array (profiles, columns): these
-# five, then the form positions best first (eligible ones lead).
-ELIGIBLE_COUNT, INTERACTION_SEVERITY, MAX_SEVERITY, KIDNEY_MODERATE, CAVEAT_BITS = range(5)
-ORDER = 5
+# six, then the form positions best first (eligible ones lead). FEATURE_BITS holds the
+# profile factors the weights act on (models.features.FEATURE_NAMES), bit k for factor k:
+# every factor is a yes/no fact about the profile.
+ELIGIBLE_COUNT, INTERACTION_SEVERITY, MAX_SEVERITY, KIDNEY_MODERATE, CAVEAT_BITS, FEATURE_BITS = range(6)
+ORDER = 6
 
 
 class ScoredArrays(NamedTuple):
@@ -120,7 +123,7 @@ class ScoredArrays(NamedTuple):
     profile. models.engine.ScoredBatch names their parts."""
 
     per_form: np.ndarray  # float64 (FORM_PLANES, n, F): SCORE ... FORM_CAVEAT_BITS
-    per_profile: np.ndarray  # int64 (n, ORDER + F): ELIGIBLE_COUNT ... CAVEAT_BITS, then ORDER
+    per_profile: np.ndarray  # int64 (n, ORDER + F): ELIGIBLE_COUNT ... FEATURE_BITS, then ORDER
 
 
 @numba.njit(cache=True, nogil=True)
@@ -258,6 +261,8 @@ def score_profiles(whole_numbers, egfr, flags, packed_tables):
         per_profile[i, CAVEAT_BITS] = caveat_bits
         per_profile[i, MAX_SEVERITY] = highest
         per_profile[i, KIDNEY_MODERATE] = tables.key_kidney_moderate[key]
+        per_profile[i, FEATURE_BITS] = _feature_bits(whole_numbers, flags, i, n_words, tables.key_kidney_moderate[key],
+                                                     tables.age_factors)
 
         # ---- dose, capped by the age's supplemental upper limit, and per-form caveats ------
         allowed_units = tables.allowed_units_by_setting[units_setting]
@@ -289,19 +294,35 @@ def score_profiles(whole_numbers, egfr, flags, packed_tables):
 
 
 @numba.njit(cache=True, nogil=True)
-def fill_features(whole_numbers, flags, n_words, kidney_moderate, age_factors, out):
-    """The feature matrix into ``out`` (n x len(models.features.FEATURE_NAMES)): always 1,
-    the words (conditions, then goals), then the derived factors; ``age_factors`` is
-    (child, older adult) per age."""
+def _feature_bits(whole_numbers, flags, i, n_words, kidney_moderate, age_factors):
+    """Profile ``i``'s factors (models.features.FEATURE_NAMES) as bits, bit k for factor k:
+    always, the words (conditions, then goals), then the derived factors (kidney function
+    moderately reduced, pregnant or breastfeeding, child, older adult)."""
+    profile_age = whole_numbers[i, AGE]
+    if profile_age < 0 or profile_age >= age_factors.shape[0]:
+        raise IndexError("age outside the age-factor table")
+    bits = 1
+    for w in range(n_words):
+        if flags[i, WORDS + w]:
+            bits |= 1 << (1 + w)
     derived = 1 + n_words
+    if kidney_moderate:
+        bits |= 1 << derived
+    if flags[i, PREGNANT] or flags[i, BREASTFEEDING]:
+        bits |= 1 << (derived + 1)
+    if age_factors[profile_age, 0]:
+        bits |= 1 << (derived + 2)
+    if age_factors[profile_age, 1]:
+        bits |= 1 << (derived + 3)
+    return bits
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_features(whole_numbers, flags, n_words, kidney_moderate, age_factors, out):
+    """The feature matrix into ``out`` (n x len(models.features.FEATURE_NAMES)), 1.0 where a
+    factor applies: what the scoring loop records as FEATURE_BITS, for profiles that are not
+    scored (the engine's key tables are built from it, before there is anything to score with)."""
     for i in range(whole_numbers.shape[0]):
-        profile_age = whole_numbers[i, AGE]
-        if profile_age < 0 or profile_age >= age_factors.shape[0]:
-            raise IndexError("age outside the age-factor table")
-        out[i, 0] = 1.0
-        for w in range(n_words):
-            out[i, 1 + w] = 1.0 if flags[i, WORDS + w] else 0.0
-        out[i, derived] = 1.0 if kidney_moderate[i] else 0.0
-        out[i, derived + 1] = 1.0 if flags[i, PREGNANT] or flags[i, BREASTFEEDING] else 0.0
-        out[i, derived + 2] = age_factors[profile_age, 0]
-        out[i, derived + 3] = age_factors[profile_age, 1]
+        bits = _feature_bits(whole_numbers, flags, i, n_words, kidney_moderate[i], age_factors)
+        for k in range(out.shape[1]):
+            out[i, k] = 1.0 if bits >> k & 1 else 0.0

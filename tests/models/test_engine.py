@@ -248,7 +248,7 @@ def test_the_compiled_loop_returns_the_scored_batch_fields_in_their_order():
     """Engine.score hands the loop's arrays to ScoredBatch by position."""
     scored_fields = [field.name for field in dataclasses.fields(ScoredBatch)]
     assert list(ScoredArrays._fields) == scored_fields[: len(ScoredArrays._fields)]
-    assert scored_fields[len(ScoredArrays._fields):] == ["batch", "rules"]
+    assert scored_fields[len(ScoredArrays._fields):] == ["batch"]
 
 
 def test_an_age_outside_the_tables_is_refused_not_read_out_of_bounds(rec):

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from models import vocabulary as vocab
 from models.engine import EXCLUSION_BIT
+from models.features import feature_matrix
 from models.knowledge import default_knowledge_base
 from models.recommender import Recommender
 from tests.models.profiles import profiles
@@ -125,6 +126,22 @@ def test_safety_holds_even_when_weights_push_hard_for_the_forbidden_form():
                    "conditions": [], "goals": [], "medications": [],
                    "preferences": {"avoid_forms": [], "max_units_per_day": None}} | case
         check_hard_rules(profile, adversarial.recommend([profile], limit=20)[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(profiles, min_size=1, max_size=40))
+def test_the_scoring_loop_records_the_factors_the_feature_matrix_has(batch_profiles):
+    """The loop records each profile's factors as bits (what answers explain from); they
+    must be the feature matrix built on its own, and explain the same terms."""
+    engine = RECOMMENDERS[0].engine
+    batch = RECOMMENDERS[0].batch(batch_profiles)
+    scored = engine.score(batch)
+    built = feature_matrix(batch, scored.kidney_moderate, KB.rules)
+    assert np.array_equal(scored.features, built)
+    forms = range(len(engine.form_ids))
+    for row, bits in enumerate(scored.feature_bits.tolist()):
+        assert engine.contribution_terms_of_bits(bits, forms, 4, 0.05) == engine.contribution_terms(
+            built[row], forms, 4, 0.05)
 
 
 @settings(max_examples=60, deadline=None)
