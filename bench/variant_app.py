@@ -53,12 +53,12 @@ def _batch_then_canned(profiles, **options):
 
 
 @numba.njit(cache=True)
-def _take_arguments(whole_numbers, egfr, flags, packed_tables):
+def _take_arguments(whole_numbers, egfr, flags, floats, small, ints, layout):
     return egfr.shape[0]
 
 
 def _loop_arguments(batch):
-    return batch.whole_numbers, batch.egfr, batch.flags, _recommender.engine.packed_tables
+    return (batch.whole_numbers, batch.egfr, batch.flags, *_recommender.engine.packed_tables)
 
 
 def _arguments_then_canned(profiles, **options):

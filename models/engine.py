@@ -24,7 +24,7 @@ import numpy as np
 from models import kernel
 from models import vocabulary as vocab
 from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch, age_factors, feature_matrix
-from models.kernel import ScoringTables, score_profiles
+from models.kernel import ScoringTables, pack_tables, score_profiles
 from models.knowledge import KnowledgeBase
 from models.medicines import MedicineIndex
 
@@ -305,7 +305,7 @@ class Engine:
         # One product for the words: their utility rows, then their caveat and GI triggers.
         self.word_products = np.concatenate([self.feature_to_form[WORD_FEATURES], self.word_triggers], axis=1)
         self.tables = self._scoring_tables()
-        self.packed_tables = tuple(self.tables)  # as models.kernel.score_profiles takes them
+        self.packed_tables = pack_tables(self.tables)  # as models.kernel.score_profiles takes them
 
     def _compile_loops(self) -> None:
         """Compile the scoring loop of models/kernel.py (or load it from numba's cache) now, at
@@ -352,7 +352,7 @@ class Engine:
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         """Scores, masks, caveats and doses for every profile and form, in one compiled pass
         (models/kernel.py) over the tables built above."""
-        arrays = score_profiles(batch.whole_numbers, batch.egfr, batch.flags, self.packed_tables)
+        arrays = score_profiles(batch.whole_numbers, batch.egfr, batch.flags, *self.packed_tables)
         return ScoredBatch(*arrays, batch=batch)
 
     # -- explanations ---------------------------------------------------------------------
