@@ -7,8 +7,8 @@ medicine schedule it carries the timing plan of models/timing.py."""
 
 from __future__ import annotations
 
+import functools
 import math
-from functools import cache
 from pathlib import Path
 
 from data import DATA_DIR
@@ -47,7 +47,7 @@ EXPLANATION_METHOD = (
 SOURCE_GRADES_PATH = DATA_DIR / "source_grades.csv"
 
 
-@cache
+@functools.cache
 def load_source_grades(path: Path = SOURCE_GRADES_PATH) -> dict[str, tuple[str, str]]:
     """source id -> (evidence grade A-D, study design): the grade a reason carries when no
     form-specific evidence row grades it (data/source_grades.csv)."""
@@ -83,7 +83,17 @@ def factor_label(feature: str, attribute: str) -> str:
 
 
 class AnswerBuilder:
-    """Builds answers for one engine; texts are looked up per locale from the data."""
+    """Builds answers for one engine; texts are looked up per locale from the data.
+
+    The parts of an answer that follow from a few of the engine's outputs (a caveat set, a
+    form's exclusion bits, a factor set's reasons for a form, an interaction class) are built
+    once per value and locale, in bounded memos, and shared by every answer that has them:
+    answers repeat the same few. Shared parts are read-only: the lists an answer holds are
+    its own, the dicts in them are not. Whoever changes a part copies it first (explain
+    copies the reasons it adds evidence to); tests/models/test_answer_sharing.py checks
+    that every path leaves the shared parts as they were built."""
+
+    MEMO_SIZE = 4096  # per memo: values seen, bounded; a miss only costs the build
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -91,27 +101,18 @@ class AnswerBuilder:
         self.forms = self.kb.forms
         self.source_grades = load_source_grades()
         self.timing = TimingPlanner(self.kb, engine.medicines)
-        self._caveat_templates: dict[tuple, dict] = {}
         # Python floats: arithmetic on NumPy scalars costs several times as much per answer.
         self.elemental_fractions = engine.elemental_fraction.tolist()
-        self._reason_templates: dict[tuple, dict] = {}
-        self._exclusion_templates: dict[tuple, dict] = {}
-        self._interaction_templates: dict[tuple, dict] = {}
         self.max_reasons = self.kb.rules["reasons"]["max_reasons"]
         self.min_contribution = self.kb.rules["reasons"]["min_contribution"]
-
-    def _caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
-        """A fresh caveat object (callers may add to it), copied from one built per
-        (code, locale, severity): answers repeat the same few caveats."""
-        key = (code, locale, severity)
-        template = self._caveat_templates.get(key)
-        if template is None:
-            caveat = self.kb.caveats[code]
-            template = {"code": code, "severity": severity or caveat.severity, "text": caveat.text(locale)}
-            if caveat.source:
-                template["source"] = caveat.source
-            self._caveat_templates[key] = template
-        return dict(template)
+        memo = functools.lru_cache(maxsize=self.MEMO_SIZE)
+        self._caveat = memo(self._build_caveat)
+        self._answer_caveats = memo(self._build_answer_caveats)
+        self._form_caveats = memo(self._build_form_caveats)
+        self._exclusion = memo(self._build_exclusion)
+        self._interaction = memo(self._build_interaction)
+        self._explained = memo(self._build_explained)
+        self._reason = memo(self._build_reason)
 
     def answers(self, batch: ProfileBatch, scored: ScoredBatch, limit: int = 3, locale: str = "en",
                 explain: bool = False, schedule: dict | None = None, waking_hours: dict | None = None) -> list[dict]:
@@ -127,90 +128,89 @@ class AnswerBuilder:
         profile = scored.per_profile[row].tolist()
         per_form = scored.per_form[:, row].tolist()
         ranked = profile[ORDER: ORDER + min(limit, profile[ELIGIBLE_COUNT])]
-        terms = self.engine.contribution_terms_of_bits(
-            profile[FEATURE_BITS], ranked, self.max_reasons, self.min_contribution) if ranked else []
         recommendations = [
-            self._recommendation(scored, row, per_form, form_index, rank, locale, explain, terms[rank - 1])
+            self._recommendation(scored, row, per_form, form_index, rank, locale, explain, profile[FEATURE_BITS])
             for rank, form_index in enumerate(ranked, 1)
         ]
-
-        excluded = [self._exclusion(form_index, int(bits), locale)
-                    for form_index, bits in enumerate(per_form[EXCLUSION_BITS]) if bits]
-
-        caveats = []
-        caveat_bits = profile[CAVEAT_BITS]
-        for column, code in enumerate(vocab.ANSWER_CAVEATS):
-            if caveat_bits >> column & 1:
-                severity = None
-                if code == "medication_interaction":
-                    severity = vocab.SEVERITIES[profile[INTERACTION_SEVERITY]]
-                caveats.append(self._caveat(code, locale, severity))
-        caveats.sort(key=lambda item: -SEVERITY_ORDER[item["severity"]])  # stable: contract order within
-
-        interactions = [self._interaction(name, class_position, locale)
-                        for name, classes in (batch.recognized_medications[row] if batch.recognized_medications else ())
-                        for class_position in classes]
-
+        recognized = batch.recognized_medications[row] if batch.recognized_medications else ()
         answer = {
             "knowledge_base_version": kb.version,
             "model_version": self.engine.model_version,
             "max_severity": vocab.SEVERITIES[profile[MAX_SEVERITY]],
             "recommendations": recommendations,
-            "excluded": excluded,
-            "caveats": caveats,
-            "interactions": interactions,
+            "excluded": [self._exclusion(form_index, int(bits), locale)
+                         for form_index, bits in enumerate(per_form[EXCLUSION_BITS]) if bits],
+            "caveats": list(self._answer_caveats(profile[CAVEAT_BITS], profile[INTERACTION_SEVERITY], locale)),
+            "interactions": [{**self._interaction(class_position, locale), "medication": name}
+                             for name, classes in recognized for class_position in classes],
             "unrecognized_medications": list(batch.unrecognized_medications[row])
             if batch.unrecognized_medications
             else [],
             "disclaimer": kb.texts["disclaimer"].get(locale) or kb.texts["disclaimer"][vocab.DEFAULT_LOCALE],
         }
         if schedule is not None:
-            recognized = batch.recognized_medications[row] if batch.recognized_medications else []
             times = {name: [value] if isinstance(value, str) else list(value) for name, value in schedule.items()}
-            answer["timing"] = self.timing.plan(recognized, times, waking_hours, locale)
+            answer["timing"] = self.timing.plan(list(recognized), times, waking_hours, locale)
         return answer
 
-    def _exclusion(self, form_index: int, bits: int, locale: str) -> dict:
-        """A fresh ``excluded`` item for a form and its exclusion bits, copied (reasons and
-        all) from one built per (form, bits, locale): the same few recur across answers."""
-        key = (form_index, bits, locale)
-        template = self._exclusion_templates.get(key)
-        if template is None:
-            form = self.forms[form_index]
-            reasons = [{"code": code, "text": self.kb.caveats[code].text(locale)}
-                       for code in vocab.EXCLUSION_CODES if bits & EXCLUSION_FLAG[code]]
-            template = self._exclusion_templates[key] = {"form": form.id, "name": form.name_in(locale),
-                                                         "reasons": reasons}
-        return {**template, "reasons": [dict(reason) for reason in template["reasons"]]}
+    # -- shared parts, built once per value (see the class docstring) --------------------
 
-    def _interaction(self, medication: str, class_position: int, locale: str) -> dict:
-        """A fresh ``interactions`` item for a typed medicine name, copied from one built per
-        (interaction class, locale)."""
-        key = (class_position, locale)
-        template = self._interaction_templates.get(key)
-        if template is None:
-            drug_class = vocab.INTERACTION_CLASSES[class_position]
-            interaction = self.kb.interactions[drug_class]
-            template = self._interaction_templates[key] = {
-                "medication": None,
-                "drug_class": drug_class,
-                "severity": interaction.severity,
-                "text": interaction.text(locale),
-                "separation_hours": {
-                    "before_magnesium": interaction.before_magnesium_h,
-                    "after_magnesium": interaction.after_magnesium_h,
-                },
-                "source": interaction.source,
-            }
-        return {**template, "medication": medication, "separation_hours": dict(template["separation_hours"])}
+    def _build_caveat(self, code: str, locale: str, severity: str | None = None) -> dict:
+        caveat = self.kb.caveats[code]
+        built = {"code": code, "severity": severity or caveat.severity, "text": caveat.text(locale)}
+        if caveat.source:
+            built["source"] = caveat.source
+        return built
+
+    def _build_answer_caveats(self, caveat_bits: int, interaction_severity: int, locale: str) -> tuple[dict, ...]:
+        """The answer's caveats for its caveat bits, most severe first (contract order within)."""
+        caveats = []
+        for column, code in enumerate(vocab.ANSWER_CAVEATS):
+            if caveat_bits >> column & 1:
+                severity = vocab.SEVERITIES[interaction_severity] if code == "medication_interaction" else None
+                caveats.append(self._caveat(code, locale, severity))
+        caveats.sort(key=lambda item: -SEVERITY_ORDER[item["severity"]])  # stable
+        return tuple(caveats)
+
+    def _build_form_caveats(self, caveat_bits: int, locale: str) -> tuple[dict, ...]:
+        return tuple(self._caveat(code, locale) for column, code in enumerate(vocab.FORM_CAVEATS)
+                     if caveat_bits >> column & 1)
+
+    def _build_exclusion(self, form_index: int, bits: int, locale: str) -> dict:
+        """The ``excluded`` item of a form with these exclusion bits."""
+        form = self.forms[form_index]
+        reasons = [{"code": code, "text": self.kb.caveats[code].text(locale)}
+                   for code in vocab.EXCLUSION_CODES if bits & EXCLUSION_FLAG[code]]
+        return {"form": form.id, "name": form.name_in(locale), "reasons": reasons}
+
+    def _build_interaction(self, class_position: int, locale: str) -> dict:
+        """An ``interactions`` item of one class; each answer puts the typed name in a copy."""
+        drug_class = vocab.INTERACTION_CLASSES[class_position]
+        interaction = self.kb.interactions[drug_class]
+        return {
+            "medication": None,
+            "drug_class": drug_class,
+            "severity": interaction.severity,
+            "text": interaction.text(locale),
+            "separation_hours": {
+                "before_magnesium": interaction.before_magnesium_h,
+                "after_magnesium": interaction.after_magnesium_h,
+            },
+            "source": interaction.source,
+        }
+
+    def _build_explained(self, form_index: int, feature_bits: int, locale: str) -> tuple[tuple, tuple[dict, ...]]:
+        """A form's reasons for a set of profile factors: the weight terms behind them
+        (largest first, models.engine.Engine.contribution_terms) and their reason objects."""
+        terms = self.engine.contribution_terms_of_bits(feature_bits, [form_index], self.max_reasons,
+                                                       self.min_contribution)[0]
+        return tuple(terms), tuple(self._reason(k, m, value > 0, locale) for k, m, value in terms)
 
     def _recommendation(self, scored: ScoredBatch, row: int, per_form: list[list[float]], form_index: int, rank: int,
-                        locale: str, explain: bool, terms: list[tuple[int, int, float]]) -> dict:
+                        locale: str, explain: bool, feature_bits: int) -> dict:
         """``per_form`` is the profile's per-form planes as lists (kernel.SCORE ...)."""
         form = self.forms[form_index]
-        caveat_bits = int(per_form[FORM_CAVEAT_BITS][form_index])
-        form_caveats = [self._caveat(code, locale)
-                        for column, code in enumerate(vocab.FORM_CAVEATS) if caveat_bits >> column & 1]
+        terms, reasons = self._explained(form_index, feature_bits, locale)
         elemental_min = per_form[ELEMENTAL_MIN][form_index]
         elemental_max = per_form[ELEMENTAL_MAX][form_index]
         fraction = self.elemental_fractions[form_index]
@@ -220,8 +220,8 @@ class AnswerBuilder:
             "name": form.name_in(locale),
             "score": round(per_form[SCORE][form_index], SCORE_PLACES),
             "status": "caution" if per_form[CAUTION][form_index] else "suitable",
-            "reasons": self._reasons(terms, locale),
-            "caveats": form_caveats,
+            "reasons": [dict(reason) for reason in reasons] if explain else list(reasons),
+            "caveats": list(self._form_caveats(int(per_form[FORM_CAVEAT_BITS][form_index]), locale)),
             "dose": {
                 "elemental_mg_per_day": {"min": int(elemental_min), "max": int(elemental_max)},
                 "compound_mg_per_day": {
@@ -306,19 +306,7 @@ class AnswerBuilder:
                  "unit_compound_mg": round(unit.value / self.engine.elemental_fraction[form_index]),
                  "min": fewest, "max": most, "fits_dose": most >= 1, "note": unit.note, "source": unit.source}]
 
-    def _reasons(self, terms: list[tuple[int, int, float]], locale: str) -> list[dict]:
-        """Fresh reason objects (explain adds evidence to them), copied from one built per
-        (feature, attribute, direction, locale)."""
-        reasons = []
-        for k, m, value in terms:
-            key = (k, m, value > 0, locale)
-            template = self._reason_templates.get(key)
-            if template is None:
-                template = self._reason_templates[key] = self._reason(*key)
-            reasons.append(dict(template))
-        return reasons
-
-    def _reason(self, k: int, m: int, positive: bool, locale: str) -> dict:
+    def _build_reason(self, k: int, m: int, positive: bool, locale: str) -> dict:
         feature, attribute = FEATURE_NAMES[k], self.engine.attribute_names[m]
         weight_row = self.engine.weight_rows.get((k, m))
         if weight_row is not None:

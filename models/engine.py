@@ -142,8 +142,6 @@ def _one_blas_thread() -> None:
 class Engine:
     """Holds the knowledge base as arrays, precomputed once; scores batches of profiles."""
 
-    MAX_REMEMBERED_FEATURE_SETS = 4096  # bit set -> its (feature, 1.0) list; bounds memory, not needed
-
     def __init__(self, knowledge_base: KnowledgeBase, weights: np.ndarray | None = None,
                  model_version: str = HAND_SET):
         _one_blas_thread()
@@ -173,7 +171,6 @@ class Engine:
         self._centred_rows = self.centred_attributes.tolist()
         self._unit_terms = [[self._sortable_terms(k, 1.0, form) for k in range(len(FEATURE_NAMES))]
                             for form in range(len(self.form_ids))]
-        self._active_features: dict[int, list[tuple[int, float]]] = {}
         self._prepare_safety_arrays()
         self._compile_loops()
 
@@ -373,12 +370,9 @@ class Engine:
 
     def contribution_terms_of_bits(self, feature_bits: int, forms, limit: int | None = None,
                                    min_abs: float = 0.0) -> list[list[tuple[int, int, float]]]:
-        """contribution_terms for a profile's ScoredBatch.feature_bits (what answers use)."""
-        active = self._active_features.get(feature_bits)
-        if active is None:
-            active = [(k, 1.0) for k in range(len(FEATURE_NAMES)) if feature_bits >> k & 1]
-            if len(self._active_features) < self.MAX_REMEMBERED_FEATURE_SETS:
-                self._active_features[feature_bits] = active
+        """contribution_terms for a profile's ScoredBatch.feature_bits (what answers use; they
+        keep the result per bit set and form, models/answer.py)."""
+        active = [(k, 1.0) for k in range(len(FEATURE_NAMES)) if feature_bits >> k & 1]
         return self._terms(active, forms, limit, min_abs)
 
     def _terms(self, active: list[tuple[int, float]], forms, limit: int | None,
