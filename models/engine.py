@@ -129,6 +129,18 @@ class ScoredBatch:
         return _unpack_bits(self.feature_bits, len(FEATURE_NAMES)).astype(np.float64)
 
 
+def _check_bit_set_widths() -> None:
+    """The loop keeps caveats and factors as bit sets: answer caveats and factors in an int64,
+    form caveats in a float64 plane (exact up to 2**53). A vocabulary that outgrows them must
+    fail here, not wrap around in the loop."""
+    for what, count, most in (("answer caveats", len(vocab.ANSWER_CAVEATS), 62),
+                              ("profile factors", len(FEATURE_NAMES), 62),
+                              ("form caveats", len(vocab.FORM_CAVEATS), 52),
+                              ("exclusion codes", len(vocab.EXCLUSION_CODES), 8)):
+        if count > most:
+            raise ValueError(f"{count} {what} do not fit the scoring loop's bit sets (at most {most})")
+
+
 @functools.cache
 def _one_blas_thread() -> None:
     """The engine's products are thin (profiles x 28 factors x 13 forms): BLAS threads only
@@ -145,6 +157,7 @@ class Engine:
     def __init__(self, knowledge_base: KnowledgeBase, weights: np.ndarray | None = None,
                  model_version: str = HAND_SET):
         _one_blas_thread()
+        _check_bit_set_widths()
         self.kb = knowledge_base
         self.model_version = model_version
         self.medicines = MedicineIndex(knowledge_base)

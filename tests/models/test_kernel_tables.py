@@ -37,3 +37,12 @@ def test_a_table_of_a_kind_no_buffer_holds_is_refused(engine):
     odd = engine.tables._replace(band_upper_edges=engine.tables.band_upper_edges.astype(np.float32))
     with pytest.raises(TypeError, match="band_upper_edges has dtype float32"):
         pack_tables(odd)
+
+
+def test_a_vocabulary_too_wide_for_the_bit_sets_stops_the_engine(monkeypatch):
+    from models import engine as engine_module
+    from models import vocabulary as vocab
+
+    monkeypatch.setattr(vocab, "ANSWER_CAVEATS", tuple(f"caveat_{i}" for i in range(63)))
+    with pytest.raises(ValueError, match="63 answer caveats do not fit"):
+        engine_module.Engine(default_knowledge_base())
