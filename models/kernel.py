@@ -215,8 +215,8 @@ ORDER = 6
 
 class ScoredArrays(NamedTuple):
     """What the loop returns: two arrays instead of a dozen, because handing each array
-    back to Python costs about half a microsecond, the most of the loop's own time for one
-    profile. models.engine.ScoredBatch names their parts."""
+    back to Python costs about half a microsecond, and a dozen of them were most of the
+    loop's own time for one profile. models.engine.ScoredBatch names their parts."""
 
     per_form: np.ndarray  # float64 (FORM_PLANES, n, F): SCORE ... FORM_CAVEAT_BITS
     per_profile: np.ndarray  # int64 (n, ORDER + F): ELIGIBLE_COUNT ... FEATURE_BITS, then ORDER
@@ -239,6 +239,9 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
     n_words, n_classes = tables.word_products.shape[0], tables.class_severity.shape[0]
     classes_start = WORDS + n_words
     forms_start = classes_start + n_classes
+    if flags.shape[1] != forms_start + n_forms or flags.shape[0] != n or whole_numbers.shape[0] != n \
+            or whole_numbers.shape[1] != 3:
+        raise ValueError("the profile batch was not made for this engine's vocabulary and forms")
     n_caveats = tables.key_caveats.shape[1]
     n_bands = tables.band_upper_edges.shape[0]
     n_settings = tables.allowed_units_by_setting.shape[0]

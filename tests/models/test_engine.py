@@ -9,7 +9,7 @@ import pytest
 
 from models import vocabulary as vocab
 from models.engine import ScoredBatch
-from models.features import FEATURE_NAMES, WORD_FEATURES
+from models.features import FEATURE_NAMES, WORD_FEATURES, ProfileBatch
 from models.kernel import ScoredArrays
 from models.knowledge import default_knowledge_base
 from models.recommender import Recommender
@@ -261,3 +261,12 @@ def test_an_age_outside_the_tables_is_refused_not_read_out_of_bounds(rec):
     batch.age[0], batch.max_units_per_day[0] = 40, 999
     with pytest.raises(IndexError):
         rec.score(batch)
+
+
+def test_a_batch_made_for_other_forms_is_refused_not_read_out_of_bounds(rec):
+    """The loop reads the avoided forms from the batch's flags by position: a batch with a
+    different number of forms (made for another knowledge base) must not be scored."""
+    batch = rec.batch([{"age": 40}])
+    narrow = ProfileBatch(batch.whole_numbers, batch.egfr, batch.flags[:, :-1])
+    with pytest.raises(ValueError, match="not made for this engine"):
+        rec.score(narrow)
