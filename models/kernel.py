@@ -136,19 +136,21 @@ def pack_tables(tables: ScoringTables) -> PackedTables:
                         joined["ints"].astype(np.int64), layout)
 
 
-@numba.njit(cache=True, nogil=True)
+# The three view helpers are inlined where they are used: compiled as functions of their
+# own (one per buffer type), they had made the first start 5 s longer (13.7 against 8.2 s).
+@numba.njit(cache=True, nogil=True, inline="always")
 def _1d(buffer, layout, slot):
     start = layout[slot, 0]
     return buffer[start: start + layout[slot, 1]]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _2d(buffer, layout, slot):
     start, rows, columns = layout[slot, 0], layout[slot, 1], layout[slot, 2]
     return buffer[start: start + rows * columns].reshape((rows, columns))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _3d(buffer, layout, slot):
     start, rows, columns, depth = layout[slot, 0], layout[slot, 1], layout[slot, 2], layout[slot, 3]
     return buffer[start: start + rows * columns * depth].reshape((rows, columns, depth))
