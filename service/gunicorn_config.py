@@ -16,6 +16,7 @@ app imports it, so it is set here, when gunicorn reads this file (a fresh folder
 the operator names one); stale files are wiped once at start, a dead worker's live gauges
 are dropped when it exits, and a folder made here is removed when the master exits."""
 
+import gc
 import os
 import shutil
 import tempfile
@@ -110,6 +111,11 @@ def on_reload(server):
     server.app.callable = fresh_app
     recommender = fresh_app.extensions["formwise"]
     server.log.info("reloaded knowledge base %s, model %s", recommender.version, recommender.model_version)
+    # wsgi.py froze what the first start made, the old app included: frozen, its reference
+    # cycles would never be collected. Thaw, collect it, and freeze the fresh app in turn.
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server, worker):
