@@ -1,27 +1,43 @@
 """A SIGHUP reload (service/gunicorn_config.py, on_reload) must let the old app go: wsgi.py
-freezes what start-up made, and a frozen app's reference cycles are never collected."""
+freezes what start-up made, and a frozen app's reference cycles are never collected.
+
+Run in a child process, as tests/e2e/test_reload.py reads the settings: the settings file
+sets PROMETHEUS_MULTIPROC_DIR as it loads, which would change this process's /metrics."""
 
 from __future__ import annotations
 
-import gc
-import logging
-import weakref
-from types import SimpleNamespace
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from service import create_app, gunicorn_config
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = """
+import gc, json, logging, weakref
+from types import SimpleNamespace
+import service.gunicorn_config as settings
+from service import create_app
+
+old = create_app({"TESTING": True})
+server = SimpleNamespace(cfg=SimpleNamespace(preload_app=True), app=SimpleNamespace(callable=old),
+                         log=logging.getLogger("formwise.tests.reload"))
+old_app = weakref.ref(old)
+del old
+gc.freeze()  # as wsgi.py does after the first start
+settings.on_reload(server)
+gc.collect()
+print(json.dumps({"old_app_freed": old_app() is None, "swapped": server.app.callable is not None,
+                  "fresh_app_frozen": gc.get_freeze_count() > 0}))
+settings.on_exit(None)
+"""
 
 
 def test_a_reload_frees_the_app_that_start_up_froze():
-    old = create_app({"TESTING": True})
-    server = SimpleNamespace(cfg=SimpleNamespace(preload_app=True), app=SimpleNamespace(callable=old),
-                             log=logging.getLogger("formwise.tests.reload"))
-    old_app = weakref.ref(old)
-    del old
-    gc.freeze()  # as wsgi.py does after the first start
-    try:
-        gunicorn_config.on_reload(server)
-        gc.collect()
-        assert server.app.callable is not None and old_app() is None
-        assert gc.get_freeze_count() > 0  # the fresh app is frozen in turn
-    finally:
-        gc.unfreeze()
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PROMETHEUS_MULTIPROC_DIR", "FORMWISE_METRICS_DIR_MADE_HERE")}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"old_app_freed": True, "swapped": True, "fresh_app_frozen": True}
