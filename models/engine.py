@@ -349,7 +349,8 @@ class Engine:
             unit_elemental_mg=self.unit_elemental_mg.astype(np.float64),
             allowed_units_by_setting=self.allowed_units_by_setting.astype(np.int64),
             burden_by_age_and_units=np.ascontiguousarray(self.burden_by_age_and_units),
-            static_form_caveats=np.ascontiguousarray(self.static_form_caveats),
+            static_form_caveat_bits=self.static_form_caveats.astype(np.int64) @ (1 << np.arange(
+                len(vocab.FORM_CAVEATS), dtype=np.int64)),
             worsens_diarrhea_column=FORM_CAVEAT_COLUMN["may_worsen_diarrhea"],
             high_unit_burden_column=FORM_CAVEAT_COLUMN["high_unit_burden"],
             worsens_diarrhea_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]),

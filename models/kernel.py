@@ -88,7 +88,7 @@ class ScoringTables(NamedTuple):
     unit_elemental_mg: np.ndarray  # float64 (F,)
     allowed_units_by_setting: np.ndarray  # int (settings,): max_units_per_day as given -> units allowed
     burden_by_age_and_units: np.ndarray  # bool (ages, units, F)
-    static_form_caveats: np.ndarray  # bool (F, form caveats)
+    static_form_caveat_bits: np.ndarray  # int64 (F,): the form caveats that depend on the form alone, as bits
     worsens_diarrhea_column: int  # form-caveat columns set per profile
     high_unit_burden_column: int
     worsens_diarrhea_warns: bool  # whether those two form caveats call for caution
@@ -185,7 +185,7 @@ def unpack_tables(floats, small, ints, layout):
         _1d(floats, layout, 20),  # unit_elemental_mg
         _1d(ints, layout, 21),  # allowed_units_by_setting
         _3d(small, layout, 22).view(np.bool_),  # burden_by_age_and_units
-        _2d(small, layout, 23).view(np.bool_),  # static_form_caveats
+        _1d(ints, layout, 23),  # static_form_caveat_bits
         ints[layout[24, 0]],  # worsens_diarrhea_column
         ints[layout[25, 0]],  # high_unit_burden_column
         ints[layout[26, 0]] != 0,  # worsens_diarrhea_warns
@@ -247,7 +247,6 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
     n_caveats = tables.key_caveats.shape[1]
     n_bands = tables.band_upper_edges.shape[0]
     n_settings = tables.allowed_units_by_setting.shape[0]
-    n_form_caveats = tables.static_form_caveats.shape[1]
     unknown_band = n_bands
     products = tables.word_products
 
@@ -376,16 +375,11 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
             per_form[ELEMENTAL_MIN, i, f] = least
             worsens = gi_sensitive and tables.laxative[f]
             burden = tables.burden_by_age_and_units[profile_age, allowed_units, f]
-            caveat_flags = 0
-            for c in range(n_form_caveats):
-                if c == tables.worsens_diarrhea_column:
-                    raised = worsens
-                elif c == tables.high_unit_burden_column:
-                    raised = burden
-                else:
-                    raised = tables.static_form_caveats[f, c]
-                if raised:
-                    caveat_flags |= 1 << c
+            caveat_flags = tables.static_form_caveat_bits[f]
+            if worsens:
+                caveat_flags |= 1 << tables.worsens_diarrhea_column
+            if burden:
+                caveat_flags |= 1 << tables.high_unit_burden_column
             per_form[FORM_CAVEAT_BITS, i, f] = caveat_flags
             per_form[CAUTION, i, f] = (tables.key_caution[key, f] or (tables.worsens_diarrhea_warns and worsens)
                                        or (tables.high_unit_burden_warns and burden))
