@@ -22,6 +22,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILE_NAME = "formwise.db"
 # A lock id for PostgreSQL so that two hosts starting at once do not migrate twice.
 MIGRATION_LOCK_ID = 740_312_555
+# Beside an SQLite file: the lock that two processes starting at once take in turn.
+SQLITE_MIGRATION_LOCK_SUFFIX = ".migrate.lock"
 
 
 def normalize_database_url(url: str) -> str:
@@ -70,6 +72,40 @@ def alembic_config(engine: Engine):
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
+
+
+@contextlib.contextmanager
+def migration_lock(connection: sa.Connection) -> Iterator[None]:
+    """Held while migrating, so that processes starting at once (gunicorn workers without
+    preload, several hosts) migrate one after the other: the second waits, then finds
+    nothing left to do. Without it, both created the first tables and one failed to start
+    ("table alembic_version already exists"), taking the whole server down.
+
+    PostgreSQL: a session advisory lock. An SQLite file: an exclusive lock on a file beside
+    it (SQLite's own locks last one transaction, and Alembic's DDL on SQLite spans several).
+    In-memory SQLite is one process's own: nothing to lock."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            connection.commit()
+        return
+    database = connection.engine.url.database if dialect == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    import fcntl  # POSIX, as gunicorn is
+
+    with open(database + SQLITE_MIGRATION_LOCK_SUFFIX, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def upgrade(engine: Engine) -> str:

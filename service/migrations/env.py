@@ -7,10 +7,9 @@ PostgreSQL (``op.batch_alter_table`` for changes to existing tables)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import context
 
-from service.db import MIGRATION_LOCK_ID
+from service.db import migration_lock
 from service.storage import Base
 
 target_metadata = Base.metadata
@@ -18,20 +17,12 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     engine = context.config.attributes["engine"]  # set by service.db.alembic_config
-    with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # Two hosts starting at once: the second waits, then finds nothing left to do.
-            connection.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-            connection.commit()
-        try:
-            context.configure(connection=connection, target_metadata=target_metadata,
-                              render_as_batch=connection.dialect.name == "sqlite")
-            with context.begin_transaction():
-                context.run_migrations()
-        finally:
-            if connection.dialect.name == "postgresql":
-                connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
-                connection.commit()
+    with engine.connect() as connection, migration_lock(connection):
+        # Processes starting at once take the lock in turn; the later ones find nothing to do.
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=connection.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 if context.is_offline_mode():
