@@ -9,8 +9,10 @@ import concurrent.futures
 import datetime
 import json
 import logging
+import os
 import random
 import re
+import time
 
 import pytest
 import requests
@@ -39,6 +41,17 @@ def request_lines(text: str) -> list[dict]:
         if line.startswith("{") and '"message":"request"' in line:
             lines.append(json.loads(line))
     return lines
+
+
+def wait_for_request_lines(log_path, wanted, timeout: float = 15) -> list[dict]:
+    """The log's request lines once ``wanted(lines)`` holds: the server writes them in batches
+    (at most FORMWISE_LOG_FLUSH_SECONDS late)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = request_lines(log_path.read_text())
+        if wanted(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
 
 
 def sample(name: str, **labels) -> float:
@@ -109,6 +122,79 @@ def test_a_request_line_written_directly_is_the_line_logging_writes(client, caps
     for line in (direct, through_logging):
         del line["ts"], line["duration_ms"], line["request_id"]
     assert direct == through_logging
+
+
+@pytest.fixture()
+def batching_handler(capsys):
+    """A StderrHandler of its own (not the process's), writing to the captured stderr."""
+    handler = observability.StderrHandler(flush_seconds=3600)
+    handler.setFormatter(observability.JsonFormatter())
+    yield handler
+    handler.flush_seconds = 0  # its flusher thread, if any, then has nothing left to wait for
+
+
+def test_request_lines_wait_to_be_written_together(batching_handler, capsys):
+    batching_handler.write_line('{"n":1}')
+    batching_handler.write_line('{"n":2}')
+    assert capsys.readouterr().err == ""
+    batching_handler.flush()  # as logging does at exit
+    assert capsys.readouterr().err == '{"n":1}\n{"n":2}\n'
+
+
+def test_another_record_writes_the_waiting_request_lines_first(batching_handler, capsys):
+    batching_handler.write_line('{"n":1}')
+    batching_handler.handle(logging.makeLogRecord({"name": "formwise.test", "msg": "later", "levelno": 30,
+                                                   "levelname": "WARNING"}))
+    first, second = capsys.readouterr().err.splitlines()
+    assert first == '{"n":1}' and json.loads(second)["message"] == "later"
+
+
+def test_a_full_buffer_is_written_at_once(batching_handler, capsys):
+    line = '{"pad":"' + "x" * 1000 + '"}'
+    count = batching_handler.MAX_PENDING_BYTES // (len(line) + 1) + 1
+    for _ in range(count):
+        batching_handler.write_line(line)
+    assert capsys.readouterr().err.count(line) == count
+
+
+def test_without_a_flush_period_each_line_is_written_at_once(batching_handler, capsys):
+    batching_handler.flush_seconds = 0
+    batching_handler.write_line('{"n":1}')
+    assert capsys.readouterr().err == '{"n":1}\n'
+
+
+def test_waiting_lines_are_written_within_the_flush_period_with_no_other_traffic(capsys):
+    handler = observability.StderrHandler(flush_seconds=0.05)
+    handler.write_line('{"n":1}')
+    deadline = time.monotonic() + 10
+    written = ""
+    while not written and time.monotonic() < deadline:
+        time.sleep(0.05)
+        written = capsys.readouterr().err
+    assert written == '{"n":1}\n'
+
+
+def test_a_forked_child_starts_with_no_waiting_lines(batching_handler):
+    batching_handler.write_line('{"n":1}')
+    child = os.fork()
+    if child == 0:  # the child: its parent writes the line, never the child too
+        os._exit(0 if batching_handler._pending == [] and batching_handler._flusher is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert batching_handler._pending == ['{"n":1}']
+    batching_handler._pending.clear()
+
+
+@pytest.mark.parametrize("text, seconds", [(None, 1.0), ("", 1.0), ("0", 0.0), ("0.25", 0.25), ("60", 60.0)])
+def test_the_flush_period_setting(text, seconds):
+    assert observability.log_flush_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["-1", "61", "soon", "nan", "inf"])
+def test_a_bad_flush_period_stops_start_up_naming_the_setting(text, monkeypatch):
+    monkeypatch.setenv("FORMWISE_LOG_FLUSH_SECONDS", text)
+    with pytest.raises(ValueError, match="FORMWISE_LOG_FLUSH_SECONDS must be a number of seconds from 0 to 60"):
+        create_app({"TESTING": True})
 
 
 def test_log_timestamps_are_datetimes_iso_format():
@@ -310,7 +396,8 @@ def test_metrics_are_summed_across_gunicorn_workers(served):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: requests.post(base + URL, json=body, timeout=30).status_code, range(48)))
     assert statuses == [200] * 48
-    served_by = {line["pid"] for line in request_lines(log_path.read_text()) if line["endpoint"] == URL}
+    lines = wait_for_request_lines(log_path, lambda lines: sum(line["endpoint"] == URL for line in lines) >= 48)
+    served_by = {line["pid"] for line in lines if line["endpoint"] == URL}
     assert len(served_by) == 2  # both workers answered, so only a sum over both can read 48
     requests_key = ("formwise_http_requests_total",
                     (("endpoint", URL), ("method", "POST"), ("status", "200")))
@@ -336,6 +423,8 @@ def test_server_log_is_json_and_free_of_health_data(served):
     assert session.post(base + URL, data="Tivicay", headers={"Content-Type": "application/json"},
                         timeout=30).status_code == 400
 
+    wait_for_request_lines(log_path, lambda lines: {"secret-test-1", 422, URL + "/batch", 404, 400} <= {
+        value for line in lines for value in (line["request_id"], line["status"], line["endpoint"])})
     text = log_path.read_text()
     for word in SECRET_WORDS:
         assert word.lower() not in text.lower(), word
@@ -343,3 +432,17 @@ def test_server_log_is_json_and_free_of_health_data(served):
     assert line["endpoint"] == URL and line["status"] == 200
     gunicorn_lines = [json.loads(row) for row in text.splitlines() if '"logger":"gunicorn.error"' in row]
     assert any(entry["message"].startswith("Booting worker") for entry in gunicorn_lines)
+
+
+@pytest.mark.slow
+def test_a_stopping_server_writes_every_request_line_it_held(tmp_path):
+    """Lines held for a minute are all written when the workers stop on SIGTERM."""
+    with running_service(tmp_path, workers=2, env={"FORMWISE_LOG_FLUSH_SECONDS": "60"}) as base:
+        for number in range(12):
+            response = requests.get(base + "/health/live", headers={"X-Request-ID": f"held-{number}"}, timeout=10)
+            assert response.status_code == 200
+        held = {line["request_id"] for line in request_lines((tmp_path / "server.log").read_text())}
+    written = {line["request_id"] for line in request_lines((tmp_path / "server.log").read_text())}
+    expected = {f"held-{number}" for number in range(12)}
+    assert not expected & held  # still waiting while the server ran
+    assert expected <= written
