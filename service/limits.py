@@ -13,7 +13,7 @@ import math
 import os
 import time
 
-from flask import Flask, g, request
+from flask import Flask, after_this_request, request
 from flask_limiter import ApplicationLimit, Limiter
 from limits import parse_many
 
@@ -43,45 +43,43 @@ def _exempt() -> bool:
     return not current.path.startswith("/v1/") or current.method == "OPTIONS" or shops.current_shop() is None
 
 
-COUNTED_FLAG = "_formwise_rate_counted"
-
-
 def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
     """Requests the limit exempts skip the limiter altogether: its check (which asks the
     request filter only after looking up the view and its limits), its response hook and
-    its teardown were a tenth of an unkeyed request's cost. Counted requests go through
-    all three unchanged. With another flask-limiter whose hooks are not found, nothing is
-    replaced (its request filter still exempts)."""
+    its teardown were a tenth of an unkeyed request's cost. A counted request runs the check
+    and, through ``after_this_request`` (registered first, so that a 429 gets them too), the
+    limit headers, the limiter's response hook and its context reset: per request, so that
+    the others pay for no hook at all. With another flask-limiter whose hooks are not
+    found, its hooks stay, and the headers follow every counted request."""
     before = app.before_request_funcs.setdefault(None, [])
     after = app.after_request_funcs.setdefault(None, [])
     teardown = app.teardown_request_funcs.setdefault(None, [])
     check = limiter._check_request_limit
     inject = next((hook for hook in after if isinstance(hook, functools.partial) and hook.args == (limiter,)), None)
     release = next((hook for hook in teardown if getattr(hook, "__self__", None) is limiter), None)
+    add_headers = _limit_headers(limiter)
     if check not in before or inject is None or release is None:
+        app.after_request(lambda response: response if _exempt() else add_headers(response))
         return
+
+    def after_counted_request(response):
+        response = inject(add_headers(response))
+        release()  # the limiter's per-request state, reset as its teardown would
+        return response
 
     def check_counted_request():
         if not _exempt():
-            setattr(g, COUNTED_FLAG, True)
+            after_this_request(after_counted_request)
             check()
 
-    def headers_of_counted_request(response):
-        return inject(response) if g.get(COUNTED_FLAG) else response
-
-    def release_counted_request(error=None):
-        if g.get(COUNTED_FLAG):
-            release(error)
-
     before[before.index(check)] = check_counted_request
-    after[after.index(inject)] = headers_of_counted_request
-    teardown[teardown.index(release)] = release_counted_request
+    after.remove(inject)
+    teardown.remove(release)
 
 
-def _add_limit_headers(limiter: Limiter):
+def _limit_headers(limiter: Limiter):
+    """The X-RateLimit-* headers of a counted request, and Retry-After on its 429."""
     def add(response):
-        if not g.get(COUNTED_FLAG):
-            return response
         current = limiter.current_limit
         if current is None:
             return response
@@ -110,11 +108,10 @@ def init_app(app: Flask, api=None) -> None:
         )],
         storage_uri=storage_uri(app),
         strategy="moving-window",
-        headers_enabled=False,  # set by _add_limit_headers: Retry-After only on a 429
+        headers_enabled=False,  # set by _limit_headers: Retry-After only on a 429
         key_prefix="formwise",
     )
     limiter.init_app(app)
     limiter.request_filter(_exempt)
     _limiter_only_for_counted_requests(app, limiter)
-    app.after_request(_add_limit_headers(limiter))
     app.extensions["formwise_limiter"] = limiter

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from service import create_app, shops
+from service import create_app, limits, shops
 from service.db import engine_of
 from tests.e2e.server import running_service
 
@@ -147,3 +147,32 @@ def test_the_limiter_hooks_are_wrapped_so_unkeyed_requests_skip_them(app):
     limiter = app.extensions["formwise_limiter"]
     assert limiter._check_request_limit not in app.before_request_funcs[None]
     assert not any(getattr(hook, "__self__", None) is limiter for hook in app.teardown_request_funcs[None])
+    assert not any(getattr(hook, "args", None) == (limiter,) for hook in app.after_request_funcs[None])
+
+
+def test_with_limiter_hooks_it_does_not_recognise_counted_calls_still_get_their_headers(monkeypatch, tmp_path):
+    """The fallback for a flask-limiter whose hooks are not found: its own hooks stay."""
+    original_init = limits.Limiter.init_app
+
+    def init_without_a_findable_teardown(self, app, *args, **kwargs):
+        original_init(self, app, *args, **kwargs)
+        app.teardown_request_funcs[None] = [hook for hook in app.teardown_request_funcs[None]
+                                            if getattr(hook, "__self__", None) is not self]
+        app.teardown_request(lambda error=None: self.context.reset())
+
+    monkeypatch.setattr(limits.Limiter, "init_app", init_without_a_findable_teardown)
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.db'}",
+                      "FORMWISE_RATE_LIMIT": "2/minute"})
+    try:
+        limiter = app.extensions["formwise_limiter"]
+        assert limiter._check_request_limit in app.before_request_funcs[None]  # not replaced
+        client = app.test_client()
+        headers = {"X-API-Key": new_shop(app)["secret_key"]}
+        remaining = [client.post("/v1/recommendations", json=PROFILE, headers=headers).headers.get(
+            "X-RateLimit-Remaining") for _ in range(2)]
+        assert remaining == ["1", "0"]
+        assert client.post("/v1/recommendations", json=PROFILE, headers=headers).status_code == 429
+        open_call = client.post("/v1/recommendations", json=PROFILE)
+        assert open_call.status_code == 200 and "X-RateLimit-Remaining" not in open_call.headers
+    finally:
+        engine_of(app).dispose()
