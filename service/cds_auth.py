@@ -16,9 +16,9 @@ warning. A malformed file stops start-up with the file and the field named.
 Checked on every POST to /cds-services (service calls and feedback; discovery and CORS
 preflights stay open): an asymmetric algorithm, a key of the token's issuer (by ``kid``
 when the token names one), the signature, ``aud`` = the URL called (or the service's own
-URL, for feedback), ``exp`` at most five minutes ahead, ``iat``, ``jti`` not seen before
-(across workers and instances when REDIS_URL is set), and ``sub`` when the file lists
-subjects."""
+URL, for feedback), ``exp`` at most five minutes ahead, ``iat``, ``jti`` not seen before (by any worker: the
+used ids live in Redis when REDIS_URL is set, else in the service's database), and ``sub``
+when the file lists subjects."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ import jwt
 from flask import Flask, current_app, request
 from limits.storage import Storage, storage_from_string
 
+from service import storage
 from service.limits import storage_uri
 
 log = logging.getLogger("formwise.cds")
@@ -74,15 +75,34 @@ class TrustedClient:
 
 
 @dataclass
+class TokensInLimitStorage:
+    """Used token ids in the rate limits' storage (service/limits.py): Redis, shared by every
+    worker and instance, when REDIS_URL is set."""
+
+    storage: Storage
+
+    def first_use(self, digest: str, forget_after: int, now: float) -> bool:
+        remembered_for = max(1, math.ceil(forget_after - now))  # whole seconds, as Redis takes them
+        return self.storage.incr(f"formwise:cds-jti:{digest}", remembered_for) == 1
+
+
+class TokensInDatabase:
+    """Used token ids in the service's database: shared by every worker of a host (the
+    SQLite file) or of every instance (PostgreSQL). A replayed token had been let through by
+    whichever worker had not seen it, when each process kept its own."""
+
+    def first_use(self, digest: str, forget_after: int, now: float) -> bool:
+        return storage.record_token_use(digest, forget_after, now)
+
+
+@dataclass
 class TrustedClients:
     clients: dict[str, TrustedClient]
-    # Where used token ids are remembered until they expire: the rate limits' storage
-    # (service/limits.py), so with REDIS_URL every worker and instance shares it; in memory
-    # (each process its own) otherwise.
-    used_tokens: Storage
+    # Where used token ids are remembered until the tokens expire.
+    used_tokens: TokensInLimitStorage | TokensInDatabase
 
     @classmethod
-    def from_file(cls, path: Path | str, used_tokens: Storage) -> TrustedClients:
+    def from_file(cls, path: Path | str, used_tokens: TokensInLimitStorage | TokensInDatabase) -> TrustedClients:
         path = Path(path)
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -171,12 +191,12 @@ class TrustedClients:
     def _refuse_replay(self, issuer: str, token_id: str, expires: float, now: float) -> None:
         """A token id seen before (from this issuer, within its life) is refused."""
         digest = hashlib.sha256(f"{issuer}\0{token_id}".encode()).hexdigest()
+        forget_after = math.ceil(expires + LEEWAY_SECONDS)  # then the expiry check refuses it anyway
         try:
-            remembered_for = max(1, math.ceil(expires + LEEWAY_SECONDS - now))  # whole seconds, as Redis takes them
-            uses = self.used_tokens.incr(f"formwise:cds-jti:{digest}", remembered_for)
-        except Exception as error:  # the storage's own errors (a Redis that is down) vary by backend
+            first_use = self.used_tokens.first_use(digest, forget_after, now)
+        except Exception as error:  # the storage's own errors (a Redis or database that is down) vary
             raise ReplayCheckUnavailable(type(error).__name__) from None
-        if uses > 1:
+        if not first_use:
             raise ClientNotTrusted("The token was used before (jti); send a fresh one with every call.")
 
 
@@ -212,7 +232,9 @@ def init_app(app: Flask, api=None) -> None:
     """Load the trusted CDS clients once, at start-up: a bad file stops the service here."""
     configured = app.config.get("CDS_TRUSTED_CLIENTS") or os.environ.get(TRUSTED_CLIENTS_ENV)
     if configured:
-        used_tokens = storage_from_string(storage_uri(app))  # the rate limits' storage
+        uri = storage_uri(app)  # the rate limits' storage: Redis when REDIS_URL is set
+        used_tokens = TokensInDatabase() if uri.startswith("memory://") else TokensInLimitStorage(
+            storage_from_string(uri))
         app.extensions["formwise_cds_trust"] = TrustedClients.from_file(configured, used_tokens)
         app.config.setdefault("CDS_PUBLIC_URL", os.environ.get(PUBLIC_URL_ENV))
     else:

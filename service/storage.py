@@ -139,6 +139,16 @@ class CdsFeedback(Base):
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
 
 
+class CdsUsedToken(Base):
+    """A CDS client's token already used (its issuer and jti, hashed), kept until the token
+    could no longer pass the expiry check: the replay check every worker shares."""
+
+    __tablename__ = "cds_used_tokens"
+
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    forget_after: Mapped[int] = mapped_column(sa.BigInteger, index=True)  # Unix seconds
+
+
 class NotFoundError(LookupError):
     """A named shop, key or record does not exist; the message says which."""
 
@@ -450,6 +460,21 @@ def list_cds_feedback() -> list[dict]:
              "override_reason_code": item.override_reason_code, "created_at": _aware(item.created_at)}
             for item in session.scalars(sa.select(CdsFeedback).order_by(CdsFeedback.id))
         ]
+
+
+def record_token_use(digest: str, forget_after: int, now: float) -> bool:
+    """True when the token ``digest`` is recorded now, False when it was already: one
+    statement that two workers cannot both win. Tokens past ``forget_after`` are forgotten."""
+    table = CdsUsedToken.__table__
+    with connection_scope() as connection:
+        connection.execute(sa.delete(table).where(table.c.forget_after < now))
+        if connection.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        added = connection.execute(insert(table).values(digest=digest, forget_after=forget_after)
+                                   .on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest))
+        return added.first() is not None
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -11,12 +11,14 @@ import uuid
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from limits.storage import MemoryStorage
 
-from service import create_app
-from service.cds_auth import TrustedClients, TrustFileError
+from service import create_app, storage
+from service.cds_auth import TokensInDatabase, TokensInLimitStorage, TrustedClients, TrustFileError
+from service.db import engine_of
 from tests.service.test_cds_hooks import SERVICE, hook_body, prefetch
 
 ISSUER = "https://ehr.example.org"
@@ -157,10 +159,10 @@ def test_a_malformed_trust_file_stops_start_up_naming_the_field(tmp_path, client
 
 def test_a_missing_or_unreadable_trust_file_stops_start_up(tmp_path):
     with pytest.raises(TrustFileError, match="cannot be read as JSON"):
-        TrustedClients.from_file(tmp_path / "absent.json", MemoryStorage())
+        TrustedClients.from_file(tmp_path / "absent.json", TokensInLimitStorage(MemoryStorage()))
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(TrustFileError, match="cannot be read as JSON"):
-        TrustedClients.from_file(tmp_path / "bad.json", MemoryStorage())
+        TrustedClients.from_file(tmp_path / "bad.json", TokensInLimitStorage(MemoryStorage()))
 
 
 def test_with_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path):
@@ -172,6 +174,35 @@ def test_with_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path):
     assert call(first, once).status_code == 200
     refused(call(second, once), "used before")
     assert call(second, token()).status_code == 200
+
+
+def test_without_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path, database_url):
+    """Two apps on one database (the SQLite file a host's workers share, or PostgreSQL)
+    stand for two gunicorn workers: the used token ids live in the database."""
+    path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
+    settings = {"TESTING": True, "CDS_TRUSTED_CLIENTS": path, "DATABASE_URL": database_url}
+    apps = [create_app(settings) for _ in range(2)]
+    try:
+        assert all(isinstance(app.extensions["formwise_cds_trust"].used_tokens, TokensInDatabase) for app in apps)
+        first, second = (app.test_client() for app in apps)
+        once = token()
+        assert call(first, once).status_code == 200
+        refused(call(second, once), "used before")
+        refused(call(first, once), "used before")
+        assert call(second, token()).status_code == 200
+    finally:
+        for app in apps:
+            engine_of(app).dispose()
+
+
+def test_used_token_ids_are_forgotten_once_their_tokens_expire(db_app):
+    with db_app.app_context():
+        assert storage.record_token_use("a" * 64, forget_after=1_000, now=900)
+        assert not storage.record_token_use("a" * 64, forget_after=1_000, now=950)
+        assert storage.record_token_use("b" * 64, forget_after=2_000, now=1_500)  # forgets "a"
+        with engine_of(db_app).connect() as connection:
+            kept = set(connection.execute(sa.select(storage.CdsUsedToken.digest)).scalars())
+    assert "b" * 64 in kept and "a" * 64 not in kept
 
 
 def test_an_unreachable_token_store_is_a_503_not_a_pass(tmp_path):

@@ -65,7 +65,7 @@ def test_migrations_create_exactly_the_models_tables(db_app):
     assert differences == []
     tables = set(sa.inspect(engine_of(db_app)).get_table_names())
     assert {"shops", "api_keys", "shop_origins", "products", "recommendations", "events", "outcomes",
-            "cds_feedback"} <= tables
+            "cds_feedback", "cds_used_tokens"} <= tables
 
 
 def test_db_upgrade_command_migrates_an_empty_database_once(runner, tmp_path):
