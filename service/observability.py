@@ -264,6 +264,21 @@ def _sole_handler() -> StderrHandler | None:
     return found
 
 
+class _Process:
+    """This process's id, asked of the system once per process rather than per log line
+    (os.getpid is a system call); a forked child asks again."""
+
+    def __init__(self):
+        self.id = os.getpid()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.id = os.getpid()
+
+
+_process = _Process()
+
+
 def _log_request(request_id: str, fields: dict) -> None:
     """The request's log line (the caller has checked that INFO is enabled). When
     ``_sole_handler`` finds the one handler the record can reach, the line that handler would
@@ -274,7 +289,7 @@ def _log_request(request_id: str, fields: dict) -> None:
     if handler is None:
         log.info("request", extra={"request_id": request_id, "fields": fields})
         return
-    pid = os.getpid() if logging.logProcesses else None
+    pid = _process.id if logging.logProcesses else None
     handler.write_line(_json_line(_entry(time.time(), "info", log.name, pid, "request", request_id, fields)))
 
 

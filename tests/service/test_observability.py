@@ -446,3 +446,15 @@ def test_a_stopping_server_writes_every_request_line_it_held(tmp_path):
     expected = {f"held-{number}" for number in range(12)}
     assert not expected & held  # still waiting while the server ran
     assert expected <= written
+
+
+def test_a_forked_child_logs_its_own_process_id():
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write_end, str(observability._process.id == os.getpid()).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        assert answer.read() == b"True" and observability._process.id == os.getpid()
