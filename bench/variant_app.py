@@ -11,6 +11,9 @@
   what crossing into numba costs, without the loop's own work or its outputs.
 - ``score-only``: the profile batch is built and scored by the engine, then the canned
   answer is sent: the drop from ``canned`` is what the engine costs under load.
+- ``lean``: the real service without its request hooks (key check, CORS, rate limit,
+  body checks) and without the WSGI observability layer (request id, security headers,
+  metrics, log line): the most that trimming those could ever give.
 - ``timed``: the real service, with the thread CPU time of building the batch, scoring and
   building the answers summed per worker and written to its stderr every 3,000 answers.
 
@@ -19,6 +22,7 @@
 
 Only for measuring; nothing here is part of the service."""
 
+import gc
 import os
 import sys
 import time
@@ -100,10 +104,16 @@ elif VARIANT == "loop-arguments":
     _recommender.recommend = _arguments_then_canned
 elif VARIANT == "score-only":
     _recommender.recommend = _score_then_canned
+elif VARIANT == "lean":
+    for hooks in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        hooks.clear()
+    app.wsgi_app = app.wsgi_app.wsgi_app  # the Flask app inside RequestObservability
 elif VARIANT == "timed":
     _recommender.batch = _timed("batch", _recommender.batch)
     _recommender.engine.score = _timed("score", _recommender.engine.score)
     _recommender.answers.answers = _timed("answers", _recommender.answers.answers)
 else:
-    raise SystemExit("FORMWISE_BENCH_VARIANT must be canned, batch-only, loop-arguments, score-only or timed, "
+    raise SystemExit("FORMWISE_BENCH_VARIANT must be canned, batch-only, loop-arguments, score-only, lean or timed, "
                      f"not {VARIANT!r}")
+
+gc.freeze()  # as wsgi.py does, so that the variants differ from the service only as described
