@@ -55,7 +55,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     knowledge_base = load_knowledge_base(folder=folder) if folder else load_knowledge_base()
     app.extensions["formwise"] = app.config.get("RECOMMENDER") or Recommender(knowledge_base)
     app.extensions["formwise_readiness_checks"] = {}  # name -> callable that raises when not ready
-    app.extensions["formwise_answer_hooks"] = []  # hook(answers, locale), see recommendations.recommend
+    app.extensions["formwise_answer_hooks"] = []  # hook(answers, locale, preferences), see recommendations.recommend
 
     api = ProblemApi(app)
     app.extensions["formwise_api"] = api

@@ -279,14 +279,17 @@ class Catalog(MethodView):
 # ---- products in answers ----------------------------------------------------------------
 
 
-def offer(product: dict, dose_range: dict) -> dict | None:
+def offer(product: dict, dose_range: dict, max_units_per_day: int | None = None) -> dict | None:
     """The product as listed under a recommended form: the fewest whole units a day that
     reach the dose range's minimum without passing its maximum, and the cost of a day.
-    None when no whole number of units lands inside the range."""
+    None when no whole number of units lands inside the range, or when that number is more
+    than the person's ``max_units_per_day`` (their preference, when they set one)."""
     mg_per_unit = product["elemental_mg_per_unit"]
     units_per_day = max(1, math.ceil(dose_range["min"] / mg_per_unit - 1e-9))
     elemental_mg_per_day = units_per_day * mg_per_unit
     if elemental_mg_per_day > dose_range["max"] + 1e-9:
+        return None
+    if max_units_per_day is not None and units_per_day > max_units_per_day:
         return None
     price = Decimal(str(product["price"]))
     cost_per_day = (price * units_per_day / product["units_per_pack"]).quantize(CENT, rounding=ROUND_HALF_UP)
@@ -304,10 +307,11 @@ def offer(product: dict, dose_range: dict) -> dict | None:
     }
 
 
-def add_shop_products(answers: list[dict], locale: str) -> None:
+def add_shop_products(answers: list[dict], locale: str, preferences: list[dict]) -> None:
     """Answer hook: with a shop's key, each recommendation gets ``products`` (possibly empty),
-    cheapest a day first. Excluded forms get nothing, and an answer with a critical caveat
-    has no recommendations, so no products."""
+    cheapest a day first, each within the units a day the person accepts when they said.
+    Excluded forms get nothing, and an answer with a critical caveat has no
+    recommendations, so no products."""
     shop = current_shop()
     if shop is None:
         return
@@ -315,14 +319,16 @@ def add_shop_products(answers: list[dict], locale: str) -> None:
     by_form: dict[str, list[dict]] = defaultdict(list)
     for product in storage.list_products(shop.id, forms) if forms else ():
         by_form[product["form"]].append(product)
-    for answer in answers:
+    for answer, wishes in zip(answers, preferences, strict=True):
+        max_units = wishes.get("max_units_per_day")
         excluded = {item["form"] for item in answer["excluded"]}
         for recommendation in answer["recommendations"]:
             if recommendation["form"] in excluded:
                 recommendation["products"] = []
                 continue
             dose_range = recommendation["dose"]["elemental_mg_per_day"]
-            offers = [item for item in (offer(p, dose_range) for p in by_form[recommendation["form"]]) if item]
+            offers = [item for item in (offer(p, dose_range, max_units) for p in by_form[recommendation["form"]])
+                      if item]
             offers.sort(key=lambda item: (item["cost_per_day"], item["sku"]))
             recommendation["products"] = offers[:MAX_PRODUCTS_PER_FORM]
 

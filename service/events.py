@@ -73,7 +73,7 @@ class Events(MethodView):
                               "sku": event["sku"], "form": product["form"]}, status=201)
 
 
-def record_answer_ids(answers: list[dict], locale: str) -> None:
+def record_answer_ids(answers: list[dict], locale: str, preferences: list[dict]) -> None:
     """Answer hook: store the ids of answers made with a shop's key (ids, shop, time)."""
     shop = current_shop()
     if shop is not None:

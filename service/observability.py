@@ -87,7 +87,7 @@ def _answers_counter(severity: str):
     return ANSWERS.labels(max_severity=severity)  # labels() costs more than inc(): once per severity
 
 
-def record_answers(answers: list[dict], locale: str) -> None:
+def record_answers(answers: list[dict], locale: str, preferences: list[dict]) -> None:
     """Answer hook: count answers by their max_severity (the answers only, never the profiles)."""
     counts: dict[str, int] = {}
     for answer in answers:

@@ -23,6 +23,7 @@ from service.schemas import (
 
 blp = Blueprint("recommendations", __name__, url_prefix="/v1", description="Ranked magnesium forms for a profile.")
 profile_schema = ProfileSchema()
+NO_PREFERENCES: dict = {}  # shared by the profiles that set none; hooks only read it
 batch_item_schema = BatchItemSchema()
 
 
@@ -35,17 +36,21 @@ def resolve_locale(requested: str) -> str:
 def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     """Answers with fresh recommendation ids, and the locale they are written in.
 
-    Then every registered answer hook sees the answers (never the profiles): parts such as
-    attribution, shop catalogs and metrics add to or record them without touching this
-    module. A hook is ``hook(answers, locale)`` in ``app.extensions["formwise_answer_hooks"]``."""
+    Then every registered answer hook sees the answers and each profile's ``preferences``
+    (forms to avoid, units a day), never its health fields: parts such as attribution, shop
+    catalogs and metrics add to or record them without touching this module. A hook is
+    ``hook(answers, locale, preferences)`` in ``app.extensions["formwise_answer_hooks"]``."""
     locale = resolve_locale(options["locale"])
     extensions = current_app.extensions  # one proxy lookup for both
     recommender = extensions["formwise"]
     answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"],
                                     schedule=options.get("schedule"), waking_hours=options.get("waking_hours"))
     answers = [{"recommendation_id": ids.answer_id(), **answer} for answer in answers]
-    for hook in extensions.get("formwise_answer_hooks", ()):
-        hook(answers, locale)
+    hooks = extensions.get("formwise_answer_hooks", ())
+    if hooks:
+        preferences = [profile.get("preferences") or NO_PREFERENCES for profile in profiles]
+        for hook in hooks:
+            hook(answers, locale, preferences)
     return answers, locale
 
 

@@ -150,6 +150,37 @@ def test_answers_list_the_shops_products_with_units_and_cost_per_day(db_app, sto
         assert costs == sorted(costs)
 
 
+@pytest.mark.parametrize("max_units", [1, 2, 3])
+def test_products_respect_the_units_a_day_the_person_accepts(db_app, stocked_shop, max_units):
+    catalog = every_form_catalog()["products"]
+    profile = {"age": 40, "goals": ["sleep"], "preferences": {"max_units_per_day": max_units}}
+    answer = db_app.test_client().post("/v1/recommendations", json={"profile": profile},
+                                       headers=publishable(stocked_shop)).get_json()
+    assert answer["recommendations"]
+    left_out = 0
+    for recommendation in answer["recommendations"]:
+        dose = recommendation["dose"]["elemental_mg_per_day"]
+        fitting = {product["sku"]: expected_offer(product, dose) for product in catalog
+                   if product["form"] == recommendation["form"]}
+        fitting = {sku: offer for sku, offer in fitting.items() if offer}
+        listed = {item["sku"]: item["units_per_day"] for item in recommendation["products"]}
+        assert listed == {sku: offer["units_per_day"] for sku, offer in fitting.items()
+                          if offer["units_per_day"] <= max_units}
+        left_out += len(fitting) - len(listed)
+    if max_units == 1:  # the 50 mg units need two a day to reach these doses' minimum of 100 mg
+        assert left_out > 0
+
+
+def test_products_respect_each_batch_items_own_units_limit(db_app, stocked_shop):
+    items = [{"id": "one", "profile": {"age": 40, "preferences": {"max_units_per_day": 1}}},
+             {"id": "any", "profile": {"age": 40}}]
+    results = db_app.test_client().post("/v1/recommendations/batch", json={"items": items},
+                                        headers=publishable(stocked_shop)).get_json()["results"]
+    one, unlimited = (result["output"]["recommendations"] for result in results)
+    assert all(item["units_per_day"] == 1 for recommendation in one for item in recommendation["products"])
+    assert any(item["units_per_day"] > 1 for recommendation in unlimited for item in recommendation["products"])
+
+
 def test_a_unit_above_the_childs_upper_limit_is_not_offered(db_app, stocked_shop):
     answer = db_app.test_client().post("/v1/recommendations", json={"profile": {"age": 6}},
                                        headers=publishable(stocked_shop)).get_json()
