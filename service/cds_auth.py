@@ -16,9 +16,9 @@ warning. A malformed file stops start-up with the file and the field named.
 Checked on every POST to /cds-services (service calls and feedback; discovery and CORS
 preflights stay open): an asymmetric algorithm, a key of the token's issuer (by ``kid``
 when the token names one), the signature, ``aud`` = the URL called (or the service's own
-URL, for feedback), ``exp`` at most five minutes ahead, ``iat``, ``jti`` not seen before (by any worker: the
-used ids live in Redis when REDIS_URL is set, else in the service's database), and ``sub``
-when the file lists subjects."""
+URL, for feedback), ``exp`` at most five minutes ahead, ``iat``, ``jti`` not seen before
+by any worker (the used ids live in Redis when REDIS_URL is set, else in the service's
+database), and ``sub`` when the file lists subjects."""
 
 from __future__ import annotations
 

@@ -91,6 +91,7 @@ def migration_lock(connection: sa.Connection) -> Iterator[None]:
         try:
             yield
         finally:
+            connection.rollback()  # a failed migration's transaction would refuse the unlock
             connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
             connection.commit()
         return

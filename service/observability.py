@@ -233,10 +233,15 @@ class StderrHandler(logging.StreamHandler):
         self._flusher.start()
 
     def _flush_every_period(self) -> None:
-        while True:
-            time.sleep(self.flush_seconds)
+        """Until the period is set to 0 (from then on each line is written at once)."""
+        while (seconds := self.flush_seconds) > 0:
+            time.sleep(seconds)
             if self._pending:
                 self.flush()
+        with self.lock:
+            self._flusher = None
+            if self._pending:
+                self._write_pending()
 
     def _after_fork(self) -> None:
         """A forked child starts empty: the parent writes what it had pending, and the
@@ -319,13 +324,6 @@ def log_flush_seconds(text: str | None) -> float:
     if not 0 <= seconds <= 60:
         raise ValueError(f"FORMWISE_LOG_FLUSH_SECONDS must be a number of seconds from 0 to 60, not {text!r}")
     return seconds
-
-
-def flush_logs() -> None:
-    """Write the request lines still waiting (tests and tools that read the log at once)."""
-    for handler in logging.getLogger("formwise").handlers:
-        if isinstance(handler, StderrHandler):
-            handler.flush()
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from service.db import connection_scope, session_scope
@@ -468,10 +469,7 @@ def record_token_use(digest: str, forget_after: int, now: float) -> bool:
     table = CdsUsedToken.__table__
     with connection_scope() as connection:
         connection.execute(sa.delete(table).where(table.c.forget_after < now))
-        if connection.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         added = connection.execute(insert(table).values(digest=digest, forget_after=forget_after)
                                    .on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest))
         return added.first() is not None

@@ -172,6 +172,11 @@ def test_waiting_lines_are_written_within_the_flush_period_with_no_other_traffic
         time.sleep(0.05)
         written = capsys.readouterr().err
     assert written == '{"n":1}\n'
+    handler.flush_seconds = 0  # the flusher thread then ends
+    deadline = time.monotonic() + 10
+    while handler._flusher is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handler._flusher is None
 
 
 def test_a_forked_child_starts_with_no_waiting_lines(batching_handler):
