@@ -130,7 +130,7 @@ def batching_handler(capsys):
     handler = observability.StderrHandler(flush_seconds=3600)
     handler.setFormatter(observability.JsonFormatter())
     yield handler
-    handler.flush_seconds = 0  # its flusher thread, if any, then has nothing left to wait for
+    handler.flush_seconds = 0  # its flusher thread, if any, ends when it next wakes
 
 
 def test_request_lines_wait_to_be_written_together(batching_handler, capsys):
