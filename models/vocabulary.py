@@ -102,3 +102,9 @@ MIGRAINE_TRIGGERS = {"conditions": ("migraine",), "goals": ("migraine_prevention
 
 LOCALES = ("en", "de")
 DEFAULT_LOCALE = "en"
+
+
+def resolve_locale(requested: str) -> str:
+    """The locale answered in: the requested one when there are texts for it, else English."""
+    primary = requested.replace("_", "-").split("-")[0].lower()
+    return primary if primary in LOCALES else DEFAULT_LOCALE

@@ -46,7 +46,6 @@ def main():
 def recommend(age, sex, pregnant, breastfeeding, egfr, dialysis, conditions, goals, medications, avoid_forms,
               max_units, limit, locale, as_json):
     """Rank the forms for one profile."""
-    from service.recommendations import resolve_locale
     from service.schemas import OptionsSchema, ProfileSchema
 
     raw_profile = {
@@ -64,7 +63,7 @@ def recommend(age, sex, pregnant, breastfeeding, egfr, dialysis, conditions, goa
         for item in flatten_messages(error.messages):
             click.echo(f"error: {item['field']}: {item['message']}", err=True)
         sys.exit(2)
-    answer = _recommender().recommend([profile], limit=options["limit"], locale=resolve_locale(locale))[0]
+    answer = _recommender().recommend([profile], limit=options["limit"], locale=vocab.resolve_locale(locale))[0]
     if as_json:
         click.echo(json.dumps(answer, indent=2, ensure_ascii=False))
         return

@@ -27,12 +27,6 @@ NO_PREFERENCES: dict = {}  # shared by the profiles that set none; hooks only re
 batch_item_schema = BatchItemSchema()
 
 
-def resolve_locale(requested: str) -> str:
-    """The locale answered in: the requested one when there are texts for it, else English."""
-    primary = requested.replace("_", "-").split("-")[0].lower()
-    return primary if primary in vocab.LOCALES else vocab.DEFAULT_LOCALE
-
-
 def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     """Answers with fresh recommendation ids, and the locale they are written in.
 
@@ -40,7 +34,7 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     (forms to avoid, units a day), never its health fields: parts such as attribution, shop
     catalogs and metrics add to or record them without touching this module. A hook is
     ``hook(answers, locale, preferences)`` in ``app.extensions["formwise_answer_hooks"]``."""
-    locale = resolve_locale(options["locale"])
+    locale = vocab.resolve_locale(options["locale"])
     extensions = current_app.extensions  # one proxy lookup for both
     recommender = extensions["formwise"]
     answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"],

@@ -11,6 +11,8 @@ import threading
 
 import click
 
+from models import vocabulary as vocab
+
 STDIO = "-"
 DEFAULT_CHUNK_SIZE = 65_536  # service.batch_files.DEFAULT_CHUNK_SIZE (not imported: keeps `formwise` start-up light)
 EXIT_USAGE = 2
@@ -66,7 +68,6 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
     to a temporary file and renamed at the end.
     """
     from service.batch_files import BatchError
-    from service.recommendations import resolve_locale
 
     if scheduler and engine != "dask":
         _fail("--scheduler needs --engine dask.", EXIT_USAGE)
@@ -82,7 +83,7 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
                 from service.batch_files import score_file
 
                 summary = score_file(input_path, output_path, rejects_path, chunk_size=chunk_size, limit=limit,
-                                     locale=resolve_locale(locale), progress=show_progress)
+                                     locale=vocab.resolve_locale(locale), progress=show_progress)
     except BatchError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
