@@ -10,8 +10,11 @@ or ``CDS_TRUSTED_CLIENTS``)::
                   "sub": ["optional: the client ids allowed for this issuer"]}]}
 
 Keys are never fetched from a URL named in the token (``jku``): a token cannot bring its
-own trust. With no file configured, the services stay open, as before, and start-up logs a
-warning. A malformed file stops start-up with the file and the field named.
+own trust. With no file configured, the services stay open for local use and the sandbox,
+and start-up logs a warning; but where every /v1 call needs a shop's key
+(``FORMWISE_REQUIRE_API_KEY``, the production setting) they refuse every call instead, since
+they would otherwise answer anyone without a key, unless ``FORMWISE_CDS_OPEN`` says that a
+gateway in front checks the JWT. A malformed file stops start-up with the file and the field named.
 
 Checked on every POST to /cds-services (service calls and feedback; discovery and CORS
 preflights stay open): an asymmetric algorithm, a key of the token's issuer (by ``kid``
@@ -36,13 +39,15 @@ import jwt
 from flask import Flask, current_app, request
 from limits.storage import Storage, storage_from_string
 
-from service import storage
+from service import shops, storage
+from service.config import switched_on
 from service.limits import storage_uri
 
 log = logging.getLogger("formwise.cds")
 
 TRUSTED_CLIENTS_ENV = "FORMWISE_CDS_TRUSTED_CLIENTS"
 PUBLIC_URL_ENV = "FORMWISE_CDS_PUBLIC_URL"
+OPEN_ENV = "FORMWISE_CDS_OPEN"  # a gateway in front checks the JWT: leave the services open
 # CDS Hooks asks clients for ES384 or RS384; the other asymmetric JWS algorithms are
 # accepted too. Never HMAC (a public key must not double as a shared secret) or "none".
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
@@ -224,7 +229,17 @@ def audiences_of_this_call() -> set[str]:
     return {called, called.removesuffix("/feedback")}
 
 
-def trusted_clients() -> TrustedClients | None:
+class NoTrustedClients:
+    """The trust of a service that requires API keys but was told of no CDS client: every
+    call is refused, saying what the operator has to set."""
+
+    def check(self, authorization: str | None, audiences: set[str], now: float | None = None) -> dict:
+        raise ClientNotTrusted(f"This service trusts no CDS client yet: its operator names the trusted clients "
+                               f"in {TRUSTED_CLIENTS_ENV}.")
+
+
+def trusted_clients() -> TrustedClients | NoTrustedClients | None:
+    """Whose JWTs the services accept; None when they are open to any caller."""
     return current_app.extensions.get("formwise_cds_trust")
 
 
@@ -237,11 +252,15 @@ def init_app(app: Flask, api=None) -> None:
             storage_from_string(uri))
         app.extensions["formwise_cds_trust"] = TrustedClients.from_file(configured, used_tokens)
         app.config.setdefault("CDS_PUBLIC_URL", os.environ.get(PUBLIC_URL_ENV))
+    elif shops.key_required(app) and not switched_on(app.config.get("CDS_OPEN") or os.environ.get(OPEN_ENV)):
+        app.extensions["formwise_cds_trust"] = NoTrustedClients()
+        _warn_once(f"no trusted CDS clients configured ({TRUSTED_CLIENTS_ENV}) while API keys are required: "
+                   f"the CDS Hooks services refuse every call (set {OPEN_ENV}=1 if a gateway checks the JWT)")
     else:
-        _warn_open_once()
+        _warn_once(f"no trusted CDS clients configured ({TRUSTED_CLIENTS_ENV}): "
+                   "the CDS Hooks services accept calls without a JWT")
 
 
 @functools.cache
-def _warn_open_once() -> None:
-    log.warning("no trusted CDS clients configured (%s): the CDS Hooks services accept calls without a JWT",
-                TRUSTED_CLIENTS_ENV)
+def _warn_once(message: str) -> None:
+    log.warning(message)

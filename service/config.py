@@ -28,6 +28,11 @@ class Config:
     JSON_SORT_KEYS = False
 
 
+def switched_on(value) -> bool:
+    """Whether a yes/no setting (from the environment or a test's dict) says yes."""
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def from_environment() -> dict:
     """FORMWISE_<NAME> variables override Config.<NAME>."""
     overrides = {}

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Request, Response, current_app, g, request
 
 from service import storage
+from service.config import switched_on
 from service.errors import problem
 
 KEY_HEADER = "X-API-Key"
@@ -123,8 +124,7 @@ def revoke_key(key_or_prefix: str, replace: bool = False) -> tuple[storage.KeyRe
 def key_required(app: Flask) -> bool:
     """The app's setting, else the environment's as ``init_app`` read it at start-up (reading
     os.environ on every unkeyed call cost more than the rest of the check)."""
-    value = app.config.get(REQUIRE_KEY_SETTING, "")
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+    return switched_on(app.config.get(REQUIRE_KEY_SETTING))
 
 
 def request_key() -> storage.KeyRecord | None:

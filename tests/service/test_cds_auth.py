@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from limits.storage import MemoryStorage
 
-from service import create_app, storage
+from service import cds_auth, create_app, storage
 from service.cds_auth import TokensInDatabase, TokensInLimitStorage, TrustedClients, TrustFileError
 from service.db import engine_of
 from tests.service.test_cds_hooks import SERVICE, hook_body, prefetch
@@ -137,6 +138,34 @@ def test_behind_a_proxy_the_audience_is_the_public_url(tmp_path):
 
 def test_without_trusted_clients_the_services_stay_open(client):
     assert call(client, None).status_code == 200
+
+
+FEEDBACK = {"feedback": [{"card": "7c1d4a3e-0000-4000-8000-000000000000", "outcome": "accepted",
+                          "outcomeTimestamp": "2026-12-07T10:00:00Z"}]}
+
+
+def test_where_api_keys_are_required_and_no_client_is_trusted_every_call_is_refused(caplog):
+    """Open CDS services would answer anyone without a key that every /v1 call needs."""
+    cds_auth._warn_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="formwise.cds"):
+        client = create_app({"TESTING": True, "FORMWISE_REQUIRE_API_KEY": "1"}).test_client()
+    assert "refuse every call" in caplog.text and "FORMWISE_CDS_OPEN" in caplog.text
+    refused(call(client, None), "trusts no CDS client")
+    refused(call(client, token()), "trusts no CDS client")  # well signed, but nobody is trusted
+    refused(call(client, None, SERVICE + "/feedback", FEEDBACK), "trusts no CDS client")
+    assert client.get("/cds-services").status_code == 200  # discovery stays open
+
+
+@pytest.mark.parametrize("where", ["config", "environment"])
+def test_a_gateway_that_checks_the_jwt_can_keep_them_open_beside_required_keys(monkeypatch, where):
+    settings = {"TESTING": True, "FORMWISE_REQUIRE_API_KEY": "1"}
+    if where == "config":
+        settings["CDS_OPEN"] = "1"
+    else:
+        monkeypatch.setenv("FORMWISE_CDS_OPEN", "yes")
+    client = create_app(settings).test_client()
+    assert call(client, None).status_code == 200
+    assert call(client, None, SERVICE + "/feedback", FEEDBACK).status_code == 200
 
 
 @pytest.mark.parametrize(("clients", "field"), [
