@@ -2,7 +2,7 @@
 then the same load while one worker is killed with SIGKILL half-way through.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--workers 2] [--threads 2]
-                                         [--connections 16] [--kill-at 0.5] [--body FILE]
+                                         [--connections 16] [--kill-at 0.5] [--body FILE] [--keyed]
 
 Each run starts its own ``formwise serve --workers N`` (the production settings of
 service/gunicorn_config.py: preload, sync workers, JSON request log at info) on a free
@@ -13,6 +13,15 @@ run), and the server's own count of answered requests from /metrics. The fault r
 replacement, and the requests that failed: at most the one in flight on the killed worker,
 since a sync worker holds one connection at a time and waiting connections stay in the
 listening socket's queue, which the replacement drains.
+
+With ``--keyed`` both runs are a web shop's: the server requires API keys
+(``FORMWISE_REQUIRE_API_KEY=1``), a shop with a two-product catalog is created first
+(``formwise shops create``, then ``PUT /v1/catalog``), and wrk sends its secret key, so each
+answer looks up the key, counts against the key's rate limit (lifted to 1,000,000 a minute,
+so that none is refused), lists the shop's products and stores its recommendation id. The
+database is a SQLite file in a scratch folder, or ``DATABASE_URL`` when set (``REDIS_URL``
+moves the limits to Redis); each run then also prints the answer ids stored against the
+answers the server counted.
 
 Figures only: nothing here is a test, and nothing asserts a timing. Needs wrk
 (``apt-get install -y wrk``)."""
@@ -35,12 +44,63 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import sqlalchemy as sa
 from common import run_wrk  # bench/ is on sys.path when run as a script
 
 PROJECT = Path(__file__).resolve().parent.parent
 PATH = "/v1/recommendations"
 DEFAULT_BODY = {"profile": {"age": 54, "sex": "female", "egfr": 58, "conditions": ["constipation"],
                             "goals": ["sleep"], "medications": ["doxycycline", "omeprazole"]}}
+SHOP_ORIGIN = "https://shop.example"
+SHOP_CATALOG = {"products": [
+    {"sku": "MG-CIT-100", "name": "Magnesium citrate 100 mg", "form": "citrate", "elemental_mg_per_unit": 100,
+     "units_per_pack": 60, "price": 9.5, "currency": "EUR", "url": SHOP_ORIGIN + "/p/citrate"},
+    {"sku": "MG-GLY-120", "name": "Magnesium glycinate 120 mg", "form": "glycinate", "elemental_mg_per_unit": 120,
+     "units_per_pack": 90, "price": 14.9, "currency": "EUR", "url": SHOP_ORIGIN + "/p/glycinate"},
+]}
+LIFTED_RATE_LIMIT = "1000000/minute"
+
+
+def formwise_command() -> str:
+    formwise = shutil.which("formwise", path=str(Path(sys.executable).parent))
+    if formwise is None:
+        raise SystemExit("formwise is not installed in this environment (pip install -e .)")
+    return formwise
+
+
+class Shop:
+    """A web shop's setting for keyed runs: its own database (a scratch SQLite file unless
+    DATABASE_URL is set), required keys, a lifted rate limit, and the shop's secret key."""
+
+    def __init__(self, scratch: Path):
+        self.env = {**os.environ, "FORMWISE_REQUIRE_API_KEY": "1", "FORMWISE_RATE_LIMIT": LIFTED_RATE_LIMIT}
+        if not os.environ.get("DATABASE_URL"):
+            self.env["FORMWISE_DATA_DIR"] = str(scratch)
+        created = subprocess.run([formwise_command(), "shops", "create", f"bench shop {os.getpid()}-{time.time_ns()}",
+                                  "--origin", SHOP_ORIGIN, "--json"], cwd=PROJECT, env=self.env,
+                                 capture_output=True, text=True, timeout=120, check=True)
+        answer = json.loads(created.stdout)
+        self.shop_id, self.secret_key = answer["shop_id"], answer["secret_key"]
+        url = os.environ.get("DATABASE_URL") or f"sqlite:///{scratch / 'formwise.db'}"
+        for prefix in ("postgres://", "postgresql://"):  # as service.db does: psycopg 3
+            url = "postgresql+psycopg://" + url[len(prefix):] if url.startswith(prefix) else url
+        self.database = sa.create_engine(url)
+
+    def upload_catalog(self, base: str) -> None:
+        request = urllib.request.Request(base + "/v1/catalog", data=json.dumps(SHOP_CATALOG).encode(), method="PUT",
+                                         headers={"Content-Type": "application/json", "X-API-Key": self.secret_key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            stored = json.load(response)["products_stored"]
+        if stored != len(SHOP_CATALOG["products"]):
+            raise SystemExit(f"the catalog upload stored {stored} products")
+
+    def stored_answer_ids(self) -> int:
+        """The recommendation ids stored for this shop (ids only, as the service keeps them)."""
+        with self.database.connect() as connection:
+            return connection.execute(sa.text("SELECT count(*) FROM recommendations WHERE shop_id = :shop"),
+                                      {"shop": self.shop_id}).scalar_one()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,6 +123,18 @@ def worker_pids(master: int) -> set[int]:
     return children
 
 
+def settled_answered_posts(base: str) -> int:
+    """``answered_posts`` once the requests still in flight when wrk stopped have finished
+    (two readings half a second apart agree), so that what they stored is counted too."""
+    last = answered_posts(base)
+    while True:
+        time.sleep(0.5)
+        current = answered_posts(base)
+        if current == last:
+            return current
+        last = current
+
+
 def answered_posts(base: str) -> int:
     """The server's count of 200 answers to POST /v1/recommendations, summed over workers."""
     text = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
@@ -76,16 +148,14 @@ def answered_posts(base: str) -> int:
 
 
 @contextlib.contextmanager
-def serving(workers: int, log_path: Path):
+def serving(workers: int, log_path: Path, env: dict | None = None):
     """``formwise serve`` on a free port until the block ends; yields (base URL, master pid)."""
-    formwise = shutil.which("formwise", path=str(Path(sys.executable).parent))
-    if formwise is None:
-        raise SystemExit("formwise is not installed in this environment (pip install -e .)")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([formwise, "serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-                                   cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen([formwise_command(), "serve", "--bind", f"127.0.0.1:{port}",
+                                    "--workers", str(workers)], cwd=PROJECT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -110,19 +180,26 @@ def serving(workers: int, log_path: Path):
                 process.wait()
 
 
-def check_answers(base: str, body: bytes) -> None:
-    request = urllib.request.Request(base + PATH, data=body, headers={"Content-Type": "application/json"})
+def check_answers(base: str, body: bytes, shop: Shop | None) -> None:
+    headers = {"Content-Type": "application/json"}
+    if shop is not None:
+        headers["X-API-Key"] = shop.secret_key
+    request = urllib.request.Request(base + PATH, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 200:
             raise SystemExit(f"the service answered {response.status} to the body")
+        answer = json.load(response)
+    if shop is not None and not any(item.get("products") for item in answer["recommendations"]):
+        raise SystemExit("the keyed answer lists none of the shop's products")
 
 
-def load(base: str, args, body_path: Path) -> dict:
+def load(base: str, args, body_path: Path, shop: Shop | None) -> dict:
     """wrk through bench/wrk_post.lua, plus what this benchmark reports: failed requests."""
     options = ["-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency",
                "--timeout", "30s"]
     figures = {key: int(value) if value.is_integer() else value
-               for key, value in run_wrk(options, base + PATH, body_path, timeout=args.duration + 90).items()}
+               for key, value in run_wrk(options, base + PATH, body_path, timeout=args.duration + 90,
+                                         api_key=shop.secret_key if shop else None).items()}
     figures["failed"] = figures["status_ge_400"] + figures["socket_errors"]
     return figures
 
@@ -134,8 +211,18 @@ def print_figures(title: str, figures: dict, served: int) -> None:
     print(f"  failed {figures['failed']} (status >= 400 {figures['status_ge_400']}, "
           f"connect {figures['connect_errors']}, read {figures['read_errors']}, write {figures['write_errors']}, "
           f"timeout {figures['timeouts']})")
-    print(f"  the server counted {served} answered POSTs (/metrics, all workers; includes requests still in "
-          f"flight when wrk stopped counting, and the one check request)")
+    print(f"  the server counted {served} answered POSTs (/metrics, all workers, once settled; includes requests "
+          f"still in flight when wrk stopped counting, and the one check request)")
+
+
+def stored_matches(shop: Shop | None, before: int, served: int, slack: int) -> bool:
+    """Prints the answer ids stored during the run against the answers the server counted;
+    whether they differ by at most ``slack`` (the request in flight on a killed worker)."""
+    if shop is None:
+        return True
+    stored = shop.stored_answer_ids() - before
+    print(f"  answer ids stored for the shop: {stored} (answered POSTs: {served})")
+    return abs(stored - served) <= slack
 
 
 def main() -> int:
@@ -146,6 +233,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--kill-at", type=float, default=0.5, help="when to kill a worker, as a share of the run")
     parser.add_argument("--body", type=Path, help="the JSON request body (default: a 54-year-old with 2 medicines)")
+    parser.add_argument("--keyed", action="store_true",
+                        help="a web shop's calls: required keys, its secret key, its catalog, stored answer ids")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -155,16 +244,27 @@ def main() -> int:
         body_path = args.body or scratch / "body.json"
         if args.body is None:
             body_path.write_text(json.dumps(DEFAULT_BODY))
+        shop = Shop(scratch) if args.keyed else None
+        database = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite"
+        limits = "Redis" if os.environ.get("REDIS_URL") else "memory"
+        keyed = f", keyed (a shop's secret key; database {database}, limits in {limits})" if shop else ""
         print(f"formwise load and fault benchmark: {args.workers} workers, wrk -t{args.threads} "
-              f"-c{args.connections} -d{args.duration}s, POST {PATH}, {os.cpu_count()} CPUs")
+              f"-c{args.connections} -d{args.duration}s, POST {PATH}{keyed}, {os.cpu_count()} CPUs")
+        env = shop.env if shop else None
 
-        with serving(args.workers, scratch / "steady.log") as (base, _master):
-            check_answers(base, body_path.read_bytes())
-            steady = load(base, args, body_path)
-            print_figures("steady load", steady, answered_posts(base))
+        with serving(args.workers, scratch / "steady.log", env) as (base, _master):
+            if shop is not None:
+                shop.upload_catalog(base)
+            stored_before = shop.stored_answer_ids() if shop else 0
+            check_answers(base, body_path.read_bytes(), shop)
+            steady = load(base, args, body_path, shop)
+            served = settled_answered_posts(base)
+            print_figures("steady load", steady, served)
+            steady_stored = stored_matches(shop, stored_before, served, slack=0)
 
-        with serving(args.workers, scratch / "fault.log") as (base, master):
-            check_answers(base, body_path.read_bytes())
+        with serving(args.workers, scratch / "fault.log", env) as (base, master):
+            stored_before = shop.stored_answer_ids() if shop else 0
+            check_answers(base, body_path.read_bytes(), shop)
             before = worker_pids(master)
             killed: list[int] = []
 
@@ -175,17 +275,18 @@ def main() -> int:
 
             timer = threading.Timer(args.duration * args.kill_at, kill_one_worker)
             timer.start()
-            fault = load(base, args, body_path)
+            fault = load(base, args, body_path, shop)
             timer.join()
             after = worker_pids(master)
-            print_figures(f"one worker killed with SIGKILL at {args.duration * args.kill_at:.0f} s", fault,
-                          answered_posts(base))
+            served = settled_answered_posts(base)
+            print_figures(f"one worker killed with SIGKILL at {args.duration * args.kill_at:.0f} s", fault, served)
+            fault_stored = stored_matches(shop, stored_before, served, slack=1)
             replacements = sorted(after - before)
             print(f"  killed worker {killed[0]}; workers before {sorted(before)}, after {sorted(after)} "
                   f"(replacement {replacements[0] if replacements else 'none'})")
             print(f"  requests failed: {fault['failed']} (at most the 1 in flight on the killed worker expected)")
             replaced = len(after) == args.workers and killed[0] not in after
-        ok = steady["failed"] == 0 and fault["failed"] <= 1 and replaced
+        ok = steady["failed"] == 0 and fault["failed"] <= 1 and replaced and steady_stored and fault_stored
         print("result:", "as expected" if ok else "NOT as expected")
     return 0 if ok else 1
 

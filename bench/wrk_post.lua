@@ -11,6 +11,10 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+local api_key = os.getenv("WRK_API_KEY")  -- a shop's key, for keyed runs (bench_load.py --keyed)
+if api_key and api_key ~= "" then
+   wrk.headers["X-API-Key"] = api_key
+end
 
 function done(summary, latency, requests)
    local errors = summary.errors
