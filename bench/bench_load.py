@@ -47,6 +47,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import run_wrk  # bench/ is on sys.path when run as a script
 
+from service.db import SQLITE_FILE_NAME, normalize_database_url
+
 PROJECT = Path(__file__).resolve().parent.parent
 PATH = "/v1/recommendations"
 DEFAULT_BODY = {"profile": {"age": 54, "sex": "female", "egfr": 58, "conditions": ["constipation"],
@@ -81,10 +83,8 @@ class Shop:
                                  capture_output=True, text=True, timeout=120, check=True)
         answer = json.loads(created.stdout)
         self.shop_id, self.secret_key = answer["shop_id"], answer["secret_key"]
-        url = os.environ.get("DATABASE_URL") or f"sqlite:///{scratch / 'formwise.db'}"
-        for prefix in ("postgres://", "postgresql://"):  # as service.db does: psycopg 3
-            url = "postgresql+psycopg://" + url[len(prefix):] if url.startswith(prefix) else url
-        self.database = sa.create_engine(url)
+        url = os.environ.get("DATABASE_URL") or f"sqlite:///{scratch / SQLITE_FILE_NAME}"
+        self.database = sa.create_engine(normalize_database_url(url))
 
     def upload_catalog(self, base: str) -> None:
         request = urllib.request.Request(base + "/v1/catalog", data=json.dumps(SHOP_CATALOG).encode(), method="PUT",
