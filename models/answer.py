@@ -16,11 +16,13 @@ from models import vocabulary as vocab
 from models.engine import EXCLUSION_BIT, Engine, ScoredBatch
 from models.features import FEATURE_NAMES, ProfileBatch
 from models.kernel import (
+    AGE,
     CAUTION,
     CAVEAT_BITS,
     ELEMENTAL_MAX,
     ELEMENTAL_MIN,
     ELIGIBLE_COUNT,
+    ESCALATED_CAVEAT_BITS,
     EXCLUSION_BITS,
     FEATURE_BITS,
     FORM_CAVEAT_BITS,
@@ -29,7 +31,7 @@ from models.kernel import (
     ORDER,
     SCORE,
 )
-from models.knowledge import EVIDENCE_GRADES, KnowledgeBaseError, _choice, _read_csv
+from models.knowledge import EVIDENCE_GRADES, KnowledgeBaseError, _choice, _read_csv, hours_value
 from models.timing import TimingPlanner
 
 SEVERITY_ORDER = {name: i for i, name in enumerate(vocab.SEVERITIES)}
@@ -105,6 +107,16 @@ class AnswerBuilder:
         self.elemental_fractions = engine.elemental_fraction.tolist()
         self.max_reasons = self.kb.rules["reasons"]["max_reasons"]
         self.min_contribution = self.kb.rules["reasons"]["min_contribution"]
+        self.medicines = engine.medicines
+        # Rule 10: per answer caveat (bit), the scored attributes whose "+" reasons it silences.
+        attribute_bit = {name: 1 << m for m, name in enumerate(engine.attribute_names)}
+        self.silenced_by_caveat = [
+            sum(attribute_bit[name] for name in self.kb.caveats[code].limits_evidence)
+            for code in vocab.ANSWER_CAVEATS]
+        self.duplicate_magnesium_bit = 1 << vocab.ANSWER_CAVEATS.index("duplicate_magnesium")
+        self._product_class = vocab.INTERACTION_CLASSES.index("magnesium_product")
+        self.evening_factors = frozenset(FEATURE_NAMES.index(factor)
+                                         for factor in self.kb.rules["timing"]["evening_for"])
         memo = functools.lru_cache(maxsize=self.MEMO_SIZE)
         self._caveat = memo(self._build_caveat)
         self._answer_caveats = memo(self._build_answer_caveats)
@@ -127,12 +139,24 @@ class AnswerBuilder:
         # Python lists, which costs a fraction of indexing NumPy arrays one number at a time.
         profile = scored.per_profile[row].tolist()
         per_form = scored.per_form[:, row].tolist()
+        caveat_bits = profile[CAVEAT_BITS]
+        silenced = 0
+        if caveat_bits:
+            for column, attributes in enumerate(self.silenced_by_caveat):
+                if attributes and caveat_bits >> column & 1:
+                    silenced |= attributes
         ranked = profile[ORDER: ORDER + min(limit, profile[ELIGIBLE_COUNT])]
         recommendations = [
-            self._recommendation(scored, row, per_form, form_index, rank, locale, explain, profile[FEATURE_BITS])
+            self._recommendation(scored, row, per_form, form_index, rank, locale, explain, profile[FEATURE_BITS],
+                                 silenced)
             for rank, form_index in enumerate(ranked, 1)
         ]
         recognized = batch.recognized_medications[row] if batch.recognized_medications else ()
+        unrecognized = list(batch.unrecognized_medications[row]) if batch.unrecognized_medications else []
+        caveats = list(self._answer_caveats(caveat_bits, profile[INTERACTION_SEVERITY],
+                                            profile[ESCALATED_CAVEAT_BITS], locale))
+        if caveat_bits & self.duplicate_magnesium_bit:
+            self._name_magnesium_products(caveats, recognized, int(batch.whole_numbers[row, AGE]), locale)
         answer = {
             "knowledge_base_version": kb.version,
             "model_version": self.engine.model_version,
@@ -140,18 +164,44 @@ class AnswerBuilder:
             "recommendations": recommendations,
             "excluded": [self._exclusion(form_index, int(bits), locale)
                          for form_index, bits in enumerate(per_form[EXCLUSION_BITS]) if bits],
-            "caveats": list(self._answer_caveats(profile[CAVEAT_BITS], profile[INTERACTION_SEVERITY], locale)),
-            "interactions": [{**self._interaction(class_position, locale), "medication": name}
-                             for name, classes in recognized for class_position in classes],
-            "unrecognized_medications": list(batch.unrecognized_medications[row])
-            if batch.unrecognized_medications
-            else [],
-            "disclaimer": kb.texts["disclaimer"].get(locale) or kb.texts["disclaimer"][vocab.DEFAULT_LOCALE],
+            "caveats": caveats,
+            "interactions": [{**self._interaction(component, locale), "medication": name}
+                             for name, components in recognized for component in components],
+            "unrecognized_medications": unrecognized,
+            "medication_suggestions": self._suggestions(unrecognized),
+            "disclaimer": self._text("disclaimer", locale),
         }
         if schedule is not None:
             times = {name: [value] if isinstance(value, str) else list(value) for name, value in schedule.items()}
-            answer["timing"] = self.timing.plan(list(recognized), times, waking_hours, locale)
+            evening = any(profile[FEATURE_BITS] >> k & 1 for k in self.evening_factors)
+            answer["timing"] = self.timing.plan(list(recognized), times, waking_hours, locale, evening)
         return answer
+
+    def _suggestions(self, unrecognized: list[str]) -> list[dict]:
+        """Known names close to each unrecognised one: offered, never taken for it."""
+        suggestions = []
+        for sent in unrecognized:
+            close = self.medicines.suggest(sent)
+            if close:
+                suggestions.append({"sent": sent, "did_you_mean": list(close)})
+        return suggestions
+
+    def _name_magnesium_products(self, caveats: list[dict], recognized, age: int, locale: str) -> None:
+        """Rule 9: the duplicate_magnesium caveat names the magnesium-containing medicines and
+        the upper limit their magnesium counts toward (a copy: the shared one stays a template)."""
+        names = [name for name, components in recognized
+                 if any(self.medicines.component_class[c] == self._product_class for c in components)]
+        limit = self.kb.upper_limit_by_age[age]
+        phrase = self._text("no_upper_limit_phrase", locale) if math.isnan(limit) else \
+            self._text("upper_limit_phrase", locale).format(mg=f"{limit:.0f}")
+        for position, caveat in enumerate(caveats):
+            if caveat["code"] == "duplicate_magnesium":
+                text = caveat["text"].format(medicines=", ".join(dict.fromkeys(names)), upper_limit=phrase)
+                caveats[position] = {**caveat, "text": text}
+
+    def _text(self, key: str, locale: str) -> str:
+        texts = self.kb.texts[key]
+        return texts.get(locale) or texts[vocab.DEFAULT_LOCALE]
 
     # -- shared parts, built once per value (see the class docstring) --------------------
 
@@ -162,12 +212,18 @@ class AnswerBuilder:
             built["source"] = caveat.source
         return built
 
-    def _build_answer_caveats(self, caveat_bits: int, interaction_severity: int, locale: str) -> tuple[dict, ...]:
-        """The answer's caveats for its caveat bits, most severe first (contract order within)."""
+    def _build_answer_caveats(self, caveat_bits: int, interaction_severity: int, escalated_bits: int,
+                              locale: str) -> tuple[dict, ...]:
+        """The answer's caveats for its caveat bits, most severe first (contract order within);
+        ``escalated_bits`` carry their higher severity for the person's age."""
         caveats = []
         for column, code in enumerate(vocab.ANSWER_CAVEATS):
             if caveat_bits >> column & 1:
-                severity = vocab.SEVERITIES[interaction_severity] if code == "medication_interaction" else None
+                severity = None
+                if code == "medication_interaction":
+                    severity = vocab.SEVERITIES[interaction_severity]
+                elif escalated_bits >> column & 1:
+                    severity = self.kb.caveats[code].escalated_severity
                 caveats.append(self._caveat(code, locale, severity))
         caveats.sort(key=lambda item: -SEVERITY_ORDER[item["severity"]])  # stable
         return tuple(caveats)
@@ -183,34 +239,52 @@ class AnswerBuilder:
                    for code in vocab.EXCLUSION_CODES if bits & EXCLUSION_FLAG[code]]
         return {"form": form.id, "name": form.name_in(locale), "reasons": reasons}
 
-    def _build_interaction(self, class_position: int, locale: str) -> dict:
-        """An ``interactions`` item of one class; each answer puts the typed name in a copy."""
-        drug_class = vocab.INTERACTION_CLASSES[class_position]
-        interaction = self.kb.interactions[drug_class]
+    def _build_interaction(self, component: int, locale: str) -> dict:
+        """An ``interactions`` item of one ingredient and class (its own label's figures where
+        they were read, else its class's); each answer puts the typed name in a copy."""
+        ingredient, drug_class = self.medicines.components[component]
+        interaction = self.medicines.component_interaction[component]
+        separation = None
+        if interaction.management != "avoid":  # no window makes "avoid" safe
+            separation = {"before_magnesium": hours_value(interaction.before_magnesium_h),
+                          "after_magnesium": hours_value(interaction.after_magnesium_h)}
         return {
             "medication": None,
             "drug_class": drug_class,
+            "ingredient": ingredient,
             "severity": interaction.severity,
+            "management": interaction.management,
             "text": interaction.text(locale),
-            "separation_hours": {
-                "before_magnesium": interaction.before_magnesium_h,
-                "after_magnesium": interaction.after_magnesium_h,
-            },
+            "separation_hours": separation,
             "source": interaction.source,
         }
 
-    def _build_explained(self, form_index: int, feature_bits: int, locale: str) -> tuple[tuple, tuple[dict, ...]]:
+    def _build_explained(self, form_index: int, feature_bits: int, silenced: int,
+                         locale: str) -> tuple[tuple, tuple[dict, ...]]:
         """A form's reasons for a set of profile factors: the weight terms behind them
-        (largest first, models.engine.Engine.contribution_terms) and their reason objects."""
-        terms = self.engine.contribution_terms_of_bits(feature_bits, [form_index], self.max_reasons,
-                                                       self.min_contribution)[0]
-        return tuple(terms), tuple(self._reason(k, m, value > 0, locale) for k, m, value in terms)
+        (largest first, models.engine.Engine.contribution_terms) and their reason objects.
+        Rule 10: a "+" term on a ``silenced`` attribute (bit m for attribute m: evidence the
+        answer's own caveat calls limited for this person) is no reason."""
+        kept, reasons, said = [], [], set()
+        for k, m, value in self.engine.contribution_terms_of_bits(feature_bits, [form_index], None,
+                                                                  self.min_contribution)[0]:
+            if value > 0 and silenced >> m & 1:
+                continue
+            reason = self._reason(k, m, value > 0, locale)
+            if (reason["effect"], reason["text"]) in said:  # a goal and a condition can say the same
+                continue
+            said.add((reason["effect"], reason["text"]))
+            kept.append((k, m, value))
+            reasons.append(reason)
+            if len(kept) == self.max_reasons:
+                break
+        return tuple(kept), tuple(reasons)
 
     def _recommendation(self, scored: ScoredBatch, row: int, per_form: list[list[float]], form_index: int, rank: int,
-                        locale: str, explain: bool, feature_bits: int) -> dict:
+                        locale: str, explain: bool, feature_bits: int, silenced: int = 0) -> dict:
         """``per_form`` is the profile's per-form planes as lists (kernel.SCORE ...)."""
         form = self.forms[form_index]
-        terms, reasons = self._explained(form_index, feature_bits, locale)
+        terms, reasons = self._explained(form_index, feature_bits, silenced, locale)
         elemental_min = per_form[ELEMENTAL_MIN][form_index]
         elemental_max = per_form[ELEMENTAL_MAX][form_index]
         fraction = self.elemental_fractions[form_index]
@@ -233,6 +307,7 @@ class AnswerBuilder:
         if explain:
             for reason, (k, m, _) in zip(recommendation["reasons"], terms, strict=True):
                 weight_row = self.engine.weight_rows.get((k, m))
+                reason["attribute"] = self.engine.attribute_names[m]
                 reason["evidence"] = self._evidence(form_index, m, weight_row.source if weight_row else None)
             recommendation["dose"]["units_per_day"] = self._units_per_day(form_index, elemental_min, elemental_max)
             recommendation["explanation"] = self._explanation(scored, row, form_index, recommendation["score"])

@@ -34,7 +34,7 @@ INPUT_COLUMNS = (
     "id", "age", "sex", "pregnant", "breastfeeding", "egfr", "dialysis", "conditions", "goals", "medications",
 )
 # Not in the contract's column list, but the profile has them: accepted when present.
-OPTIONAL_COLUMNS = ("avoid_forms", "max_units_per_day")
+OPTIONAL_COLUMNS = ("avoid_forms", "max_units_per_day", "serum_magnesium")
 ALLOWED_COLUMNS = INPUT_COLUMNS + OPTIONAL_COLUMNS
 REQUIRED_COLUMNS = ("id", "age")
 BOOLEAN_COLUMNS = ("pregnant", "breastfeeding", "dialysis")
@@ -57,6 +57,7 @@ class FieldRules:
 
     age_range: tuple[int, int] = (0, 120)
     egfr_range: tuple[float, float] = (0.0, 250.0)
+    serum_range: tuple[float, float] = (0.0, 10.0)
     units_range: tuple[int, int] = (1, 12)
     max_list_items: int = 50
     medication_chars: tuple[int, int] = (1, 200)
@@ -77,6 +78,7 @@ DEFAULT_MESSAGES = {
     "number": "Must be a number.",
     "special_number": "Special numeric values (nan or infinity) are not permitted.",
     "egfr_range": "Must be a number from 0 to 250 (mL/min/1.73 m²), or null.",
+    "serum_range": "Must be a number from 0 to 10 (mmol/L; mg/dL divided by 2.43), or null.",
     "conditions": _allowed(vocab.CONDITIONS),
     "goals": _allowed(vocab.GOALS),
     "medication_length": "Must be 1 to 200 characters.",
@@ -273,7 +275,8 @@ class ColumnEncoder:
         # The API's field order, so that a row's reasons read like the API's errors.
         steps = (
             ("age", self._age), ("sex", self._sex), ("pregnant", self._boolean), ("breastfeeding", self._boolean),
-            ("egfr", self._egfr), ("dialysis", self._boolean), ("conditions", self._words), ("goals", self._words),
+            ("egfr", self._egfr), ("dialysis", self._boolean), ("serum_magnesium", self._serum_magnesium),
+            ("conditions", self._words), ("goals", self._words),
             ("medications", self._medication_column), ("avoid_forms", self._words),
             ("max_units_per_day", self._units),
         )
@@ -336,14 +339,22 @@ class ColumnEncoder:
         getattr(state.batch, name)[:] = (known & (position >= 3))[rows]
 
     def _egfr(self, name, values, rows, empty, state) -> None:
+        state.batch.egfr[:] = self._measurement(name, values, rows, empty, state, self.rules.egfr_range, "egfr_range")
+
+    def _serum_magnesium(self, name, values, rows, empty, state) -> None:
+        state.batch.serum_magnesium[:] = self._measurement(name, values, rows, empty, state, self.rules.serum_range,
+                                                           "serum_range")
+
+    def _measurement(self, name, values, rows, empty, state, value_range, range_message) -> np.ndarray:
+        """An optional number in its range per row; NaN (unknown) when empty or bad."""
         is_number, numbers = _numbers(values)
         finite = is_number & np.isfinite(numbers)
-        low, high = self.rules.egfr_range
+        low, high = value_range
         in_range = finite & (numbers >= low) & (numbers <= high)
         state.errors.add_message(name, (~empty & ~is_number)[rows], self.messages["number"])
         state.errors.add_message(name, (is_number & ~finite)[rows], self.messages["special_number"])
-        state.errors.add_message(name, (finite & ~in_range)[rows], self.messages["egfr_range"])
-        state.batch.egfr[:] = np.where(in_range, numbers, np.nan)[rows]
+        state.errors.add_message(name, (finite & ~in_range)[rows], self.messages[range_message])
+        return np.where(in_range, numbers, np.nan)[rows]
 
     def _words(self, name, values, rows, empty, state) -> None:
         matrix, bad, parts = self._word_lists(name, values, empty)
@@ -415,13 +426,13 @@ class ColumnEncoder:
         names = encoded.dictionary.to_pylist()
         name_of_item = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         name_classes = np.zeros((len(names), self.n_classes), dtype=bool)
-        recognized = np.zeros(len(names), dtype=bool)
-        resolve = self.medicines.resolve
+        recognized = np.zeros(len(names), dtype=bool)  # wholly: a partly known combination is echoed too
+        resolve, classes_of = self.medicines.resolve, self.medicines.classes
         for position, name in enumerate(names):
             resolved = resolve(name)
             if resolved is not None:
-                recognized[position] = True
-                name_classes[position, list(resolved)] = True
+                recognized[position] = resolved.complete
+                name_classes[position, list(classes_of(resolved))] = True
 
         classes = np.zeros((n_cells, self.n_classes), dtype=np.int32)
         np.add.at(classes, parents, name_classes[name_of_item].astype(np.int32))
@@ -447,7 +458,7 @@ def profile_dicts(batch: ProfileBatch, medications: list[list[str]], form_ids: S
     answer builder writes row by row anyway)."""
     profiles = []
     for row in range(len(batch)):
-        egfr = float(batch.egfr[row])
+        egfr, serum_magnesium = float(batch.egfr[row]), float(batch.serum_magnesium[row])
         units = int(batch.max_units_per_day[row])
         profiles.append({
             "age": int(batch.age[row]),
@@ -456,6 +467,7 @@ def profile_dicts(batch: ProfileBatch, medications: list[list[str]], form_ids: S
             "breastfeeding": bool(batch.breastfeeding[row]),
             "egfr": None if np.isnan(egfr) else egfr,
             "dialysis": bool(batch.dialysis[row]),
+            "serum_magnesium": None if np.isnan(serum_magnesium) else serum_magnesium,
             "conditions": [vocab.CONDITIONS[i] for i in np.flatnonzero(batch.conditions[row])],
             "goals": [vocab.GOALS[i] for i in np.flatnonzero(batch.goals[row])],
             "medications": list(medications[row]),
@@ -571,18 +583,19 @@ class OutputBuilder:
         """"excluded,caveat_codes,max_severity" per row, each distinct combination once."""
         n_caveats = len(vocab.ANSWER_CAVEATS)
         excluded = scored.exclusion_bits != 0
-        caveat_keys = scored.caveat_bits | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
-        if excluded.shape[1] + n_caveats + 4 > 62:  # too wide for one integer: the columns' own texts
+        caveat_keys = _caveat_keys(scored)
+        if excluded.shape[1] + 2 * n_caveats + 4 > 62:  # too wide for one integer: the columns' own texts
             parts = [self._excluded(excluded, True), self._caveat_codes(scored, True),
                      self._dictionary(scored.max_severity.astype(np.int32), self.severities, True)]
             return pc.binary_join_element_wise(*parts, ",")
         severity_count = len(vocab.SEVERITIES)
-        keys = (_bit_keys(excluded) << (n_caveats + 2)) | caveat_keys
+        caveat_key_bits = 2 * n_caveats + 2
+        keys = (_bit_keys(excluded) << caveat_key_bits) | caveat_keys
         keys = keys * severity_count + scored.max_severity.astype(np.int64)
 
         def tail_text(key: int) -> str:
             rest, severity = divmod(key, severity_count)
-            excluded_key, caveat_key = rest >> (n_caveats + 2), rest & ((1 << (n_caveats + 2)) - 1)
+            excluded_key, caveat_key = rest >> caveat_key_bits, rest & ((1 << caveat_key_bits) - 1)
             return ",".join([self._excluded_text(excluded_key), self._caveat_text(caveat_key),
                              vocab.SEVERITIES[severity]])
 
@@ -621,12 +634,16 @@ class OutputBuilder:
 
     def _caveat_text(self, key: int) -> str:
         # The API lists present caveats in vocabulary order, stable-sorted by severity
-        # (highest first); medication_interaction takes its interactions' severity.
+        # (highest first); medication_interaction takes its interactions' severity, and a
+        # caveat escalated for the person's age its higher one (key layout: _caveat_keys).
         n_caveats = len(vocab.ANSWER_CAVEATS)
-        interaction_severity = (key >> n_caveats) - 1
+        interaction_severity = ((key >> n_caveats) & 3) - 1
+        escalated = key >> (n_caveats + 2)
         present = [i for i in range(n_caveats) if key >> i & 1]
-        caveat_severity = self.engine.caveat_severity
-        severity = {i: (interaction_severity if i == self._interaction_column else int(caveat_severity[i]))
+        engine = self.engine
+        severity = {i: (interaction_severity if i == self._interaction_column
+                        else int(engine.caveat_escalated_severity[i]) if escalated >> i & 1
+                        else int(engine.caveat_severity[i]))
                     for i in present}
         present.sort(key=lambda i: -severity[i])
         return LIST_SEPARATOR.join(vocab.ANSWER_CAVEATS[i] for i in present)
@@ -640,9 +657,15 @@ class OutputBuilder:
         return self._lookup(_bit_keys(excluded), self._excluded_texts, self._excluded_text, as_text)
 
     def _caveat_codes(self, scored: ScoredBatch, as_text: bool) -> pa.Array:
-        n_caveats = len(vocab.ANSWER_CAVEATS)
-        keys = scored.caveat_bits | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
-        return self._lookup(keys, self._caveat_texts, self._caveat_text, as_text)
+        return self._lookup(_caveat_keys(scored), self._caveat_texts, self._caveat_text, as_text)
+
+
+def _caveat_keys(scored: ScoredBatch) -> np.ndarray:
+    """Per row, what orders its caveat codes: the raised caveats (bits 0..n-1), the interaction
+    severity + 1 (2 bits) and the caveats escalated for the person's age (the next n bits)."""
+    n_caveats = len(vocab.ANSWER_CAVEATS)
+    return (scored.caveat_bits | ((scored.interaction_severity.astype(np.int64) + 1) << n_caveats)
+            | (scored.escalated_caveat_bits << (n_caveats + 2)))
 
 
 MAX_BIT_KEY_COLUMNS = 53  # exact in a float64 mantissa

@@ -87,6 +87,11 @@ class ScoredBatch:
         return self.per_profile[:, kernel.INTERACTION_SEVERITY]
 
     @property
+    def escalated_caveat_bits(self) -> np.ndarray:
+        """int64 (n,): the raised caveats at their higher severity for the profile's age."""
+        return self.per_profile[:, kernel.ESCALATED_CAVEAT_BITS]
+
+    @property
     def max_severity(self) -> np.ndarray:
         """int64 (n,): SEVERITY_RANK of the highest raised caveat."""
         return self.per_profile[:, kernel.MAX_SEVERITY]
@@ -211,14 +216,16 @@ class Engine:
         self.elemental_fraction = kb.form_array("elemental_fraction")
         self.unit_elemental_mg = kb.form_array("unit_elemental_mg")
 
-        # Kidney bands: rows 0..B-1 are the data's bands, row B is "eGFR unknown".
-        bands = kb.kidney_bands
-        self.band_upper_edges = np.array([band.egfr_max for band in bands])
+        # Kidney bands: rows 0..B-1 are the data's bands, row B is "eGFR unknown". A band's
+        # exclusions apply from its excluded_from_age (rule 7: unknown eGFR from 65).
+        bands = (*kb.kidney_bands, kb.kidney_unknown_band)
+        self.band_upper_edges = np.array([band.egfr_max for band in kb.kidney_bands])
         self.dialysis_band = [band.band for band in bands].index(kb.rules["kidney"]["dialysis_band"])
-        self.unknown_band = len(bands)
-        self.band_exclusion_bits = np.zeros((len(bands) + 1, n_forms), dtype=np.uint8)
-        self.band_caveats = np.zeros((len(bands) + 1, n_answer_caveats), dtype=bool)
-        self.band_is_moderate = np.zeros(len(bands) + 1, dtype=bool)
+        self.unknown_band = len(kb.kidney_bands)
+        self.band_exclusion_bits = np.zeros((len(bands), n_forms), dtype=np.uint8)
+        self.band_excluded_from_age = np.array([band.excluded_from_age for band in bands])
+        self.band_caveats = np.zeros((len(bands), n_answer_caveats), dtype=bool)
+        self.band_is_moderate = np.zeros(len(bands), dtype=bool)
         for b, band in enumerate(bands):
             if band.action == "exclude_all":
                 self.band_exclusion_bits[b, :] |= EXCLUSION_BIT[band.caveat or "kidney_impairment_severe"]
@@ -227,7 +234,6 @@ class Engine:
             if band.caveat:
                 self.band_caveats[b, CAVEAT_COLUMN[band.caveat]] = True
             self.band_is_moderate[b] = band.caveat == "kidney_impairment_moderate"
-        self.band_caveats[self.unknown_band, CAVEAT_COLUMN["kidney_function_unknown"]] = True
 
         # Caveats and exclusions triggered by profile words (conditions, then goals).
         words = (*vocab.CONDITIONS, *vocab.GOALS)
@@ -252,19 +258,37 @@ class Engine:
         self.laxative_exclusion_bits = np.where(self.laxative, EXCLUSION_BIT["may_worsen_diarrhea"], 0).astype(
             np.uint8)
 
-        self.caveat_severity = np.array(
-            [SEVERITY_RANK[kb.caveats[code].severity] for code in vocab.ANSWER_CAVEATS], dtype=np.int8
-        )
+        answer_caveats = [kb.caveats[code] for code in vocab.ANSWER_CAVEATS]
+        self.caveat_severity = np.array([SEVERITY_RANK[c.severity] for c in answer_caveats], dtype=np.int8)
+        self.caveat_escalated_severity = np.array(
+            [SEVERITY_RANK[c.escalated_severity] if c.escalated_severity else -1 for c in answer_caveats],
+            dtype=np.int8)
+        self.caveat_escalated_from_age = np.array([c.escalated_from_age or 0 for c in answer_caveats])
+        # Rule 1: a critical caveat excludes every form, under its own code.
+        self.caveat_exclusion_bits = np.zeros(n_answer_caveats, dtype=np.int64)
+        for column, caveat in enumerate(answer_caveats):
+            if "critical" in (caveat.severity, caveat.escalated_severity):
+                if caveat.code not in EXCLUSION_BIT:
+                    raise ValueError(f"caveat '{caveat.code}' can be critical but is no exclusion code (rule 1)")
+                self.caveat_exclusion_bits[column] = EXCLUSION_BIT[caveat.code]
         self.form_caveat_warning = np.array([kb.caveats[code].severity != "info" for code in vocab.FORM_CAVEATS])
-        self.class_severity = np.array(
-            [SEVERITY_RANK[kb.interactions[c].severity] for c in vocab.INTERACTION_CLASSES], dtype=np.int8
-        )
+        interactions = [kb.interactions[c] for c in vocab.INTERACTION_CLASSES]
+        self.class_severity = np.array([SEVERITY_RANK[i.severity] for i in interactions], dtype=np.int8)
+        self.class_caveat_column = np.array([CAVEAT_COLUMN[i.caveat] if i.caveat else -1 for i in interactions])
+        serum = kb.rules["serum_magnesium"]
+        self.serum_thresholds = np.array([serum["high_above_mmol_l"], serum["low_below_mmol_l"]], dtype=np.float64)
+        # Rule 8: forms that are not daily supplements, allowed only with a goal from an age.
+        self.occasional = np.array([form.use == "occasional" for form in forms])
+        occasional_rule = kb.rules["occasional_use"]
+        self.occasional_goal_word = len(vocab.CONDITIONS) + vocab.GOALS.index(occasional_rule["goal"])
+        self.occasional_min_age = occasional_rule["min_age"]
         # Per-form caveats that depend only on the form.
         self.static_form_caveats = np.zeros((n_forms, len(vocab.FORM_CAVEATS)), dtype=bool)
         self.static_form_caveats[:, FORM_CAVEAT_COLUMN["laxative_effect"]] = self.laxative
         self.static_form_caveats[:, FORM_CAVEAT_COLUMN["low_absorption"]] = (
             self.absorption < kb.rules["thresholds"]["low_absorption_below"]
         )
+        self.static_form_caveats[:, FORM_CAVEAT_COLUMN["occasional_use_only"]] = self.occasional
         self.static_caution = (self.static_form_caveats & self.form_caveat_warning).any(axis=1)
         # Per age (0..120): units needed for the starting dose, per form (NaN: no dose, no burden).
         units_for_start_by_age = np.ceil(kb.start_dose_by_age[:, None] / self.unit_elemental_mg)
@@ -302,8 +326,12 @@ class Engine:
         self.key_utility = feature_matrix(keys, kidney_moderate, rules) @ self.feature_to_form  # words all 0
 
         infant = age < ages_rule["infant_below"]
-        self.key_exclusion_bits = self.band_exclusion_bits[band] | np.where(
-            infant, EXCLUSION_BIT["infant"], 0).astype(np.uint8)[:, None]
+        band_applies = age >= self.band_excluded_from_age[band]
+        too_young_for_occasional = (age < self.occasional_min_age)[:, None] & self.occasional[None, :]
+        self.key_exclusion_bits = (
+            np.where(band_applies[:, None], self.band_exclusion_bits[band], 0).astype(np.uint8)
+            | np.where(infant, EXCLUSION_BIT["infant"], 0).astype(np.uint8)[:, None]
+            | np.where(too_young_for_occasional, EXCLUSION_BIT["not_for_daily_use"], 0).astype(np.uint8))
         caveats = self.band_caveats[band].copy()
         caveats[:, CAVEAT_COLUMN["consult_clinician"]] = True
         caveats[:, CAVEAT_COLUMN["infant"]] = infant
@@ -340,9 +368,19 @@ class Engine:
             gi_exclusion_bits=self.laxative_exclusion_bits,
             worsens_diarrhea_bit=int(EXCLUSION_BIT["may_worsen_diarrhea"]),
             class_severity=self.class_severity,
+            class_caveat_column=self.class_caveat_column.astype(np.int64),
             caveat_severity=self.caveat_severity,
+            caveat_escalated_severity=self.caveat_escalated_severity,
+            caveat_escalated_from_age=self.caveat_escalated_from_age.astype(np.int64),
+            caveat_exclusion_bits=self.caveat_exclusion_bits,
             interaction_column=self.interaction_column,
             unrecognized_column=self.unrecognized_column,
+            serum_thresholds=self.serum_thresholds,
+            serum_high_column=CAVEAT_COLUMN["serum_magnesium_high"],
+            serum_low_column=CAVEAT_COLUMN["serum_magnesium_low"],
+            occasional=self.occasional.astype(bool),
+            occasional_goal_word=int(self.occasional_goal_word),
+            not_for_daily_use_bit=int(EXCLUSION_BIT["not_for_daily_use"]),
             elemental_max_by_age=np.ascontiguousarray(self.elemental_max_by_age),
             elemental_min_by_age=np.ascontiguousarray(self.elemental_min_by_age),
             start_dose_by_age=self.kb.start_dose_by_age.astype(np.float64),
@@ -363,7 +401,7 @@ class Engine:
     def score(self, batch: ProfileBatch) -> ScoredBatch:
         """Scores, masks, caveats and doses for every profile and form, in one compiled pass
         (models/kernel.py) over the tables built above."""
-        arrays = score_profiles(batch.whole_numbers, batch.egfr, batch.flags, *self.packed_tables)
+        arrays = score_profiles(batch.whole_numbers, batch.measurements, batch.flags, *self.packed_tables)
         return ScoredBatch(*arrays, batch=batch)
 
     # -- explanations ---------------------------------------------------------------------

@@ -48,22 +48,23 @@ class ProfileBatch:
     (``age``, ``conditions``, ...) are writable views into the arrays."""
 
     whole_numbers: np.ndarray  # int16 (n, 3): kernel.AGE, kernel.SEX (vocab.SEXES), kernel.MAX_UNITS (0: not set)
-    egfr: np.ndarray  # float64 (n,), NaN when unknown
+    measurements: np.ndarray  # float64 (n, 2): kernel.EGFR, kernel.SERUM_MAGNESIUM (mmol/L); NaN when unknown
     flags: np.ndarray  # bool (n, FORMS_START + forms), laid out as above
-    # Per profile: [(typed name, class positions)] and the unrecognised names (echo only).
+    # Per profile: [(typed name, the medicine's component ids (models.medicines))] and the
+    # names not (or only partly) recognised, echoed as sent.
     recognized_medications: list[list[tuple[str, tuple[int, ...]]]] | None = field(default=None)
     unrecognized_medications: list[list[str]] | None = field(default=None)
 
     def __len__(self) -> int:
-        return len(self.egfr)
+        return len(self.measurements)
 
     @classmethod
     def empty(cls, n: int, n_forms: int, keep_names: bool = True) -> ProfileBatch:
-        egfr = np.empty(n)
-        egfr.fill(np.nan)  # np.full takes two and a half times as long, for one profile
+        measurements = np.empty((n, kernel.MEASUREMENTS))
+        measurements.fill(np.nan)  # np.full takes two and a half times as long, for one profile
         return cls(
             whole_numbers=np.zeros((n, 3), dtype=np.int16),
-            egfr=egfr,
+            measurements=measurements,
             flags=np.zeros((n, FORMS_START + n_forms), dtype=bool),
             recognized_medications=[[] for _ in range(n)] if keep_names else None,
             unrecognized_medications=[[] for _ in range(n)] if keep_names else None,
@@ -71,11 +72,14 @@ class ProfileBatch:
 
     def take(self, rows: np.ndarray) -> ProfileBatch:
         """The profiles at ``rows`` (a boolean mask or positions), arrays only."""
-        return ProfileBatch(self.whole_numbers[rows], self.egfr[rows], self.flags[rows])
+        return ProfileBatch(self.whole_numbers[rows], self.measurements[rows], self.flags[rows])
 
     age = property(lambda self: self.whole_numbers[:, kernel.AGE], doc="int16 (n,)")
     sex = property(lambda self: self.whole_numbers[:, kernel.SEX], doc="int16 (n,), index into vocab.SEXES")
     max_units_per_day = property(lambda self: self.whole_numbers[:, kernel.MAX_UNITS], doc="int16 (n,), 0: not set")
+    egfr = property(lambda self: self.measurements[:, kernel.EGFR], doc="float64 (n,), NaN when unknown")
+    serum_magnesium = property(lambda self: self.measurements[:, kernel.SERUM_MAGNESIUM],
+                               doc="float64 (n,) mmol/L, NaN when unknown")
     pregnant = property(lambda self: self.flags[:, kernel.PREGNANT], doc="bool (n,)")
     breastfeeding = property(lambda self: self.flags[:, kernel.BREASTFEEDING], doc="bool (n,)")
     dialysis = property(lambda self: self.flags[:, kernel.DIALYSIS], doc="bool (n,)")
@@ -91,7 +95,8 @@ def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], med
     """Columns from validated profile dicts (the HTTP and JSON Lines path). Fields not
     given take the contract's defaults. ``form_position`` is the engine's form id -> column."""
     batch = ProfileBatch.empty(len(profiles), len(form_position))
-    numbers, egfrs, flags = batch.whole_numbers, batch.egfr, batch.flags  # written cell by cell, no views
+    numbers, measured, flags = batch.whole_numbers, batch.measurements, batch.flags  # written cell by cell
+    component_class = medicine_index.component_class
     for row, profile in enumerate(profiles):
         numbers[row, kernel.AGE] = profile["age"]
         numbers[row, kernel.SEX] = SEX_CODE[profile.get("sex") or "unspecified"]
@@ -99,7 +104,10 @@ def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], med
         flags[row, kernel.BREASTFEEDING] = bool(profile.get("breastfeeding"))
         egfr = profile.get("egfr")
         if egfr is not None:
-            egfrs[row] = egfr
+            measured[row, kernel.EGFR] = egfr
+        serum_magnesium = profile.get("serum_magnesium")
+        if serum_magnesium is not None:
+            measured[row, kernel.SERUM_MAGNESIUM] = serum_magnesium
         flags[row, kernel.DIALYSIS] = bool(profile.get("dialysis"))
         for condition in profile.get("conditions") or ():
             flags[row, CONDITIONS_START + CONDITION_COLUMN[condition]] = True
@@ -107,14 +115,14 @@ def batch_from_profiles(profiles: list[dict], form_position: dict[str, int], med
             flags[row, GOALS_START + GOAL_COLUMN[goal]] = True
         recognized, unrecognized = batch.recognized_medications[row], batch.unrecognized_medications[row]
         for name in profile.get("medications") or ():
-            classes = medicine_index.resolve(name)
-            if classes is None:
-                if name not in unrecognized:
-                    unrecognized.append(name)
-            else:
-                recognized.append((name, classes))
-                for class_position in classes:
-                    flags[row, CLASSES_START + class_position] = True
+            resolved = medicine_index.resolve(name)
+            # A combination with an unknown part is echoed too.
+            if (resolved is None or not resolved.complete) and name not in unrecognized:
+                unrecognized.append(name)
+            if resolved is not None:
+                recognized.append((name, resolved.components))
+                for component in resolved.components:
+                    flags[row, CLASSES_START + component_class[component]] = True
         flags[row, kernel.UNRECOGNIZED] = bool(unrecognized)
         preferences = profile.get("preferences") or {}
         for form_id in preferences.get("avoid_forms") or ():

@@ -79,9 +79,19 @@ class ScoringTables(NamedTuple):
     gi_exclusion_bits: np.ndarray  # uint8 (F,): bits set when the profile's gut excludes laxatives
     worsens_diarrhea_bit: int  # exclusion bit when only laxative forms are left for a sensitive gut
     class_severity: np.ndarray  # int8 (interaction classes,)
+    class_caveat_column: np.ndarray  # int64 (interaction classes,): an answer caveat the class raises, -1 none
     caveat_severity: np.ndarray  # int8 (caveats,)
+    caveat_escalated_severity: np.ndarray  # int8 (caveats,): severity from caveat_escalated_from_age on, -1 none
+    caveat_escalated_from_age: np.ndarray  # int64 (caveats,)
+    caveat_exclusion_bits: np.ndarray  # int64 (caveats,): the exclusion bit a critical caveat sets on every form
     interaction_column: int
     unrecognized_column: int
+    serum_thresholds: np.ndarray  # float64 (2,): serum magnesium above [0] and below [1] raise these caveats
+    serum_high_column: int
+    serum_low_column: int
+    occasional: np.ndarray  # bool (F,): forms that are not daily supplements (rule 8)
+    occasional_goal_word: int  # the word (row of word_products) that allows them, -1 none
+    not_for_daily_use_bit: int
     elemental_max_by_age: np.ndarray  # float64 (ages, F), NaN where there is no dose
     elemental_min_by_age: np.ndarray  # float64 (ages, F)
     start_dose_by_age: np.ndarray  # float64 (ages,)
@@ -98,7 +108,7 @@ class ScoringTables(NamedTuple):
 
 class PackedTables(NamedTuple):
     """ScoringTables as four arrays, which is how the loop takes them: numba checks the type
-    of every argument on every call, and a tuple of 29 tables cost more to check than the
+    of every argument on every call, and a tuple of some forty tables cost more to check than the
     loop took to score one profile (about 13 us with cold caches; three plain arrays, 3.6 us).
     ``pack_tables`` makes it; the loop's first step, ``unpack_tables``, gives the named
     tables back as views."""
@@ -176,29 +186,41 @@ def unpack_tables(floats, small, ints, layout):
         _1d(small, layout, 11),  # gi_exclusion_bits
         ints[layout[12, 0]],  # worsens_diarrhea_bit
         _1d(ints, layout, 13),  # class_severity
-        _1d(ints, layout, 14),  # caveat_severity
-        ints[layout[15, 0]],  # interaction_column
-        ints[layout[16, 0]],  # unrecognized_column
-        _2d(floats, layout, 17),  # elemental_max_by_age
-        _2d(floats, layout, 18),  # elemental_min_by_age
-        _1d(floats, layout, 19),  # start_dose_by_age
-        _1d(floats, layout, 20),  # unit_elemental_mg
-        _1d(ints, layout, 21),  # allowed_units_by_setting
-        _3d(small, layout, 22).view(np.bool_),  # burden_by_age_and_units
-        _1d(ints, layout, 23),  # static_form_caveat_bits
-        ints[layout[24, 0]],  # worsens_diarrhea_column
-        ints[layout[25, 0]],  # high_unit_burden_column
-        ints[layout[26, 0]] != 0,  # worsens_diarrhea_warns
-        ints[layout[27, 0]] != 0,  # high_unit_burden_warns
-        _2d(small, layout, 28).view(np.bool_),  # age_factors
+        _1d(ints, layout, 14),  # class_caveat_column
+        _1d(ints, layout, 15),  # caveat_severity
+        _1d(ints, layout, 16),  # caveat_escalated_severity
+        _1d(ints, layout, 17),  # caveat_escalated_from_age
+        _1d(ints, layout, 18),  # caveat_exclusion_bits
+        ints[layout[19, 0]],  # interaction_column
+        ints[layout[20, 0]],  # unrecognized_column
+        _1d(floats, layout, 21),  # serum_thresholds
+        ints[layout[22, 0]],  # serum_high_column
+        ints[layout[23, 0]],  # serum_low_column
+        _1d(small, layout, 24).view(np.bool_),  # occasional
+        ints[layout[25, 0]],  # occasional_goal_word
+        ints[layout[26, 0]],  # not_for_daily_use_bit
+        _2d(floats, layout, 27),  # elemental_max_by_age
+        _2d(floats, layout, 28),  # elemental_min_by_age
+        _1d(floats, layout, 29),  # start_dose_by_age
+        _1d(floats, layout, 30),  # unit_elemental_mg
+        _1d(ints, layout, 31),  # allowed_units_by_setting
+        _3d(small, layout, 32).view(np.bool_),  # burden_by_age_and_units
+        _1d(ints, layout, 33),  # static_form_caveat_bits
+        ints[layout[34, 0]],  # worsens_diarrhea_column
+        ints[layout[35, 0]],  # high_unit_burden_column
+        ints[layout[36, 0]] != 0,  # worsens_diarrhea_warns
+        ints[layout[37, 0]] != 0,  # high_unit_burden_warns
+        _2d(small, layout, 38).view(np.bool_),  # age_factors
     )
 
 
 # The profiles, as models.features.ProfileBatch holds them: columns of its whole numbers
-# (int16), and the first columns of its flags (bool), which then hold the profile's words
-# (conditions, then goals: the rows of ``word_products``), its interaction classes and
-# the forms it avoids.
+# (int16), of its measurements (float64, NaN when unknown), and the first columns of its
+# flags (bool), which then hold the profile's words (conditions, then goals: the rows of
+# ``word_products``), its interaction classes and the forms it avoids.
 AGE, SEX, MAX_UNITS = range(3)
+EGFR, SERUM_MAGNESIUM = range(2)
+MEASUREMENTS = 2
 PREGNANT, BREASTFEEDING, DIALYSIS, UNRECOGNIZED = range(4)
 WORDS = 4
 
@@ -210,9 +232,12 @@ FORM_PLANES = 6
 # The loop's per-profile outputs, as columns of one int64 array (profiles, columns): these
 # six, then the form positions best first (eligible ones lead). FEATURE_BITS holds the
 # profile factors the weights act on (models.features.FEATURE_NAMES), bit k for factor k:
-# every factor is a yes/no fact about the profile.
-ELIGIBLE_COUNT, INTERACTION_SEVERITY, MAX_SEVERITY, KIDNEY_MODERATE, CAVEAT_BITS, FEATURE_BITS = range(6)
-ORDER = 6
+# every factor is a yes/no fact about the profile. ESCALATED_CAVEAT_BITS marks the raised
+# caveats that carry their higher severity at this age (ScoringTables.caveat_escalated_severity).
+(ELIGIBLE_COUNT, INTERACTION_SEVERITY, MAX_SEVERITY, KIDNEY_MODERATE, CAVEAT_BITS, FEATURE_BITS,
+ ESCALATED_CAVEAT_BITS) = range(7)
+ORDER = 7
+CRITICAL = 2  # the severity rank of "critical" (models.vocabulary.SEVERITIES)
 
 
 class ScoredArrays(NamedTuple):
@@ -233,22 +258,23 @@ def _minimum(a: float, b: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
+def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layout):
     """The engine's arrays for n profiles (see models.engine.ScoredBatch for their meaning);
     the last four arguments are the PackedTables."""
     tables = unpack_tables(floats, small, ints, layout)
-    n, n_forms = egfr.shape[0], tables.key_utility.shape[1]
+    n, n_forms = measurements.shape[0], tables.key_utility.shape[1]
     n_words, n_classes = tables.word_products.shape[0], tables.class_severity.shape[0]
     classes_start = WORDS + n_words
     forms_start = classes_start + n_classes
     if flags.shape[1] != forms_start + n_forms or flags.shape[0] != n or whole_numbers.shape[0] != n \
-            or whole_numbers.shape[1] != 3:
+            or whole_numbers.shape[1] != 3 or measurements.shape[1] != MEASUREMENTS:
         raise ValueError("the profile batch was not made for this engine's vocabulary and forms")
     n_caveats = tables.key_caveats.shape[1]
     n_bands = tables.band_upper_edges.shape[0]
     n_settings = tables.allowed_units_by_setting.shape[0]
     unknown_band = n_bands
     products = tables.word_products
+    serum_high_above, serum_low_below = tables.serum_thresholds[0], tables.serum_thresholds[1]
 
     per_form = np.empty((FORM_PLANES, n, n_forms))
     per_profile = np.empty((n, ORDER + n_forms), dtype=np.int64)
@@ -264,15 +290,16 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
             raise IndexError("age outside the knowledge base's age tables")
         if units_setting < 0 or units_setting >= n_settings:
             raise IndexError("max_units_per_day outside the knowledge base's unit tables")
+        egfr, serum_magnesium = measurements[i, EGFR], measurements[i, SERUM_MAGNESIUM]
 
         # ---- the profile key: kidney band, age, pregnancy, breastfeeding ---------------
         if flags[i, DIALYSIS]:
             band = tables.dialysis_band
-        elif math.isnan(egfr[i]):
+        elif math.isnan(egfr):
             band = unknown_band
         else:  # a known eGFR (0..250) lies below the last edge, which the loader checks exceeds 250
             band = 0
-            while band < n_bands and tables.band_upper_edges[band] <= egfr[i]:
+            while band < n_bands and tables.band_upper_edges[band] <= egfr:
                 band += 1
         key = ((band * tables.ages + profile_age) * 2 + flags[i, PREGNANT]) * 2 + flags[i, BREASTFEEDING]
 
@@ -287,13 +314,61 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
             utility = sums[f] + tables.key_utility[key, f]
             scores[i, f] = 1.0 / (np.exp(-utility) + 1.0)
 
+        # ---- caveats: from the key, the words, the medicines and the serum level -------
+        severity = np.int8(-1)
+        class_caveats = 0
+        for class_position in range(n_classes):
+            if flags[i, classes_start + class_position]:
+                if tables.class_severity[class_position] > severity:
+                    severity = tables.class_severity[class_position]
+                if tables.class_caveat_column[class_position] >= 0:
+                    class_caveats |= 1 << tables.class_caveat_column[class_position]
+        per_profile[i, INTERACTION_SEVERITY] = severity
+        highest = np.int8(-1)
+        caveat_bits = 0
+        escalated_bits = 0
+        critical_exclusion = 0
+        for a in range(n_caveats):
+            if a == tables.interaction_column:
+                raised = severity >= 0
+                caveat_level = severity
+            else:
+                if a == tables.unrecognized_column:
+                    raised = flags[i, UNRECOGNIZED]
+                elif a == tables.serum_high_column:
+                    raised = serum_magnesium > serum_high_above  # False when unknown (NaN)
+                elif a == tables.serum_low_column:
+                    raised = serum_magnesium < serum_low_below
+                else:
+                    raised = sums[n_forms + a] > 0 or tables.key_caveats[key, a] or (class_caveats >> a) & 1 == 1
+                caveat_level = tables.caveat_severity[a]
+                if tables.caveat_escalated_severity[a] >= 0 and profile_age >= tables.caveat_escalated_from_age[a]:
+                    caveat_level = tables.caveat_escalated_severity[a]
+                    if raised:
+                        escalated_bits |= 1 << a
+            if raised:
+                caveat_bits |= 1 << a
+                if caveat_level > highest:
+                    highest = caveat_level
+                if caveat_level == CRITICAL:  # rule 1: a critical caveat excludes every form
+                    critical_exclusion |= tables.caveat_exclusion_bits[a]
+        per_profile[i, CAVEAT_BITS] = caveat_bits
+        per_profile[i, ESCALATED_CAVEAT_BITS] = escalated_bits
+        per_profile[i, MAX_SEVERITY] = highest
+        per_profile[i, KIDNEY_MODERATE] = tables.key_kidney_moderate[key]
+        per_profile[i, FEATURE_BITS] = _feature_bits(whole_numbers, flags, i, n_words, tables.key_kidney_moderate[key],
+                                                     tables.age_factors)
+
         # ---- hard safety rules: masks applied after scoring ------------------------------
+        occasional_allowed = tables.occasional_goal_word >= 0 and flags[i, WORDS + tables.occasional_goal_word]
         for f in range(n_forms):
-            form_bits = tables.key_exclusion_bits[key, f]
+            form_bits = tables.key_exclusion_bits[key, f] | critical_exclusion
             if flags[i, forms_start + f]:
                 form_bits |= tables.avoided_bit
             if gi_exclude:
                 form_bits |= tables.gi_exclusion_bits[f]
+            if tables.occasional[f] and not occasional_allowed:  # rule 8 (the age limit is in the key)
+                form_bits |= tables.not_for_daily_use_bit
             bits[f] = form_bits
         # Rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form ranks first.
         # Eligible laxative forms are scaled (keeping their order) to score below the best
@@ -316,6 +391,16 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
                     for f in range(n_forms):
                         if bits[f] == 0 and tables.laxative[f]:
                             scores[i, f] *= factor
+        # Rule 8: an occasional-use form (Epsom salt) ranks below every other eligible
+        # laxative form: scaled under the lowest of them.
+        lowest_laxative = np.inf
+        for f in range(n_forms):
+            if bits[f] == 0 and tables.laxative[f] and not tables.occasional[f]:
+                lowest_laxative = min(lowest_laxative, scores[i, f])
+        if lowest_laxative < np.inf:
+            for f in range(n_forms):
+                if bits[f] == 0 and tables.occasional[f] and scores[i, f] > 0.0:
+                    scores[i, f] *= min(1.0, 0.99 * lowest_laxative / scores[i, f])
 
         # ---- ranking: eligible forms by score, best first; ties keep knowledge-base order --
         eligible = 0
@@ -334,34 +419,6 @@ def score_profiles(whole_numbers, egfr, flags, floats, small, ints, layout):
         per_profile[i, ELIGIBLE_COUNT] = eligible
         for f in range(n_forms):
             per_form[EXCLUSION_BITS, i, f] = bits[f]
-
-        # ---- caveats ---------------------------------------------------------------------
-        severity = np.int8(-1)
-        for class_position in range(n_classes):
-            if flags[i, classes_start + class_position] and tables.class_severity[class_position] > severity:
-                severity = tables.class_severity[class_position]
-        per_profile[i, INTERACTION_SEVERITY] = severity
-        highest = np.int8(-1)
-        caveat_bits = 0
-        for a in range(n_caveats):
-            if a == tables.interaction_column:
-                raised = severity >= 0
-                caveat_level = severity
-            else:
-                if a == tables.unrecognized_column:
-                    raised = flags[i, UNRECOGNIZED]
-                else:
-                    raised = sums[n_forms + a] > 0 or tables.key_caveats[key, a]
-                caveat_level = tables.caveat_severity[a]
-            if raised:
-                caveat_bits |= 1 << a
-            if raised and caveat_level > highest:
-                highest = caveat_level
-        per_profile[i, CAVEAT_BITS] = caveat_bits
-        per_profile[i, MAX_SEVERITY] = highest
-        per_profile[i, KIDNEY_MODERATE] = tables.key_kidney_moderate[key]
-        per_profile[i, FEATURE_BITS] = _feature_bits(whole_numbers, flags, i, n_words, tables.key_kidney_moderate[key],
-                                                     tables.age_factors)
 
         # ---- dose, capped by the age's supplemental upper limit, and per-form caveats ------
         allowed_units = tables.allowed_units_by_setting[units_setting]

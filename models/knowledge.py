@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -32,6 +33,8 @@ FORM_ATTRIBUTES = {
 SCORED_ATTRIBUTES = ("absorption", "gi_tolerance", "laxative_strength", "relative_cost")
 EVIDENCE_GRADES = ("A", "B", "C", "D")
 KIDNEY_ACTIONS = ("exclude_all", "exclude_listed", "none")
+FORM_USES = ("daily", "occasional")
+UNKNOWN_KIDNEY_BAND = "unknown"
 GI_ACTIONS = ("exclude", "rank_below_non_laxative")
 
 
@@ -88,6 +91,7 @@ class Form:
     formula: str
     hydrate: str
     laxative: bool
+    use: str  # "daily" or "occasional" (contract rule 8: not a daily supplement)
     source: str
     note: str
     attributes: dict[str, SourcedValue]
@@ -105,6 +109,11 @@ class Caveat:
     severity: str
     texts: dict[str, str]
     source: str
+    # A higher severity from this age on (contract v1.1: kidney_function_unknown from 65).
+    escalated_severity: str = ""
+    escalated_from_age: int | None = None
+    # Scored attributes whose "+" reasons this caveat silences (contract rule 10).
+    limits_evidence: tuple[str, ...] = ()
 
     def text(self, locale: str) -> str:
         return self.texts.get(locale) or self.texts[vocab.DEFAULT_LOCALE]
@@ -112,22 +121,68 @@ class Caveat:
 
 @dataclass(frozen=True)
 class Interaction:
+    """How magnesium and one interaction class, or one ingredient of it, go together.
+
+    A class row (``ingredient`` empty) is the default for its members; an ingredient row
+    holds what that medicine's own label says and wins over its class. ``texts`` may hold
+    ``{before}`` and ``{after}``, filled with the hours as words (``text``)."""
+
     drug_class: str
     severity: str
+    management: str  # vocab.MANAGEMENTS
     before_magnesium_h: float
     after_magnesium_h: float
     texts: dict[str, str]
     source: str
+    ingredient: str = ""
+    caveat: str = ""  # an answer caveat the class raises besides medication_interaction
+    note: str = ""
+
+    @property
+    def separates(self) -> bool:
+        return self.management == "separate"
 
     def text(self, locale: str) -> str:
-        return self.texts.get(locale) or self.texts[vocab.DEFAULT_LOCALE]
+        template = self.texts.get(locale) or self.texts[vocab.DEFAULT_LOCALE]
+        language = locale if locale in self.texts else vocab.DEFAULT_LOCALE
+        return template.format(before=duration_words(self.before_magnesium_h, language),
+                               after=duration_words(self.after_magnesium_h, language))
+
+
+# Hours as words, per locale: (one hour, n hours, n minutes).
+_DURATION_WORDS = {"en": ("1 hour", "{n} hours", "{n} minutes"), "de": ("1 Stunde", "{n} Stunden", "{n} Minuten")}
+
+
+def hours_value(hours: float) -> int | float:
+    """Hours as the labels write them: 2.0 -> 2, 0.5 stays 0.5."""
+    return int(hours) if float(hours).is_integer() else hours
+
+
+def duration_words(hours: float, locale: str) -> str:
+    """``2`` -> "2 hours", ``0.5`` -> "30 minutes", ``1.5`` -> "90 minutes" (in the locale's words)."""
+    one, many, minutes = _DURATION_WORDS.get(locale, _DURATION_WORDS[vocab.DEFAULT_LOCALE])
+    if hours == 1:
+        return one
+    if float(hours).is_integer():
+        return many.format(n=int(hours))
+    return minutes.format(n=round(hours * 60))
 
 
 @dataclass(frozen=True)
 class Medicine:
+    """A name people type, and what it contains: one (ingredient, interaction class) pair
+    per ingredient that interacts (combination products have several)."""
+
     name: str
-    drug_classes: tuple[str, ...]
-    ingredients: tuple[str, ...]
+    components: tuple[tuple[str, str], ...]
+
+    @property
+    def drug_classes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(drug_class for _, drug_class in self.components))
+
+    @property
+    def ingredients(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(ingredient for ingredient, _ in self.components))
 
 
 @dataclass(frozen=True)
@@ -143,12 +198,13 @@ class Weight:
 @dataclass(frozen=True)
 class KidneyBand:
     band: str
-    egfr_min: float
+    egfr_min: float  # NaN for the band of an unknown eGFR
     egfr_max: float
     caveat: str
     action: str
     excluded_forms: tuple[str, ...]
     source: str
+    excluded_from_age: int = 0  # the exclusions apply from this age (contract rule 7: 65 when unknown)
 
 
 @dataclass(frozen=True)
@@ -169,11 +225,13 @@ class KnowledgeBase:
     forms: tuple[Form, ...]
     citations: dict[str, Citation]
     caveats: dict[str, Caveat]
-    interactions: dict[str, Interaction]
+    interactions: dict[str, Interaction]  # per class: the defaults
+    ingredient_interactions: dict[tuple[str, str], Interaction]  # (ingredient, class) -> its own label's
     medicines: dict[str, Medicine]
     rxcui_to_ingredient: dict[str, str]
     weights: tuple[Weight, ...]
-    kidney_bands: tuple[KidneyBand, ...]
+    kidney_bands: tuple[KidneyBand, ...]  # by eGFR, ascending
+    kidney_unknown_band: KidneyBand  # eGFR not given (and no dialysis)
     gi_rules: dict[str, GiRule]
     rules: dict
     upper_limit_by_age: np.ndarray  # mg/day, NaN where no limit is set (infants)
@@ -203,6 +261,10 @@ class KnowledgeBase:
 
     def form_array(self, attribute: str) -> np.ndarray:
         return np.array([f.attributes[attribute].value for f in self.forms], dtype=np.float64)
+
+    def interaction_for(self, ingredient: str, drug_class: str) -> Interaction:
+        """The ingredient's own row where its label was read, else its class's defaults."""
+        return self.ingredient_interactions.get((ingredient, drug_class)) or self.interactions[drug_class]
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,7 +358,8 @@ def _load_citations(path: Path) -> dict[str, Citation]:
 def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
     path = folder / "forms.csv"
     headers: dict[str, dict] = {}
-    for row, record in _read_csv(path, ("id", "name", "salt", "formula", "hydrate", "laxative", "source", "note")):
+    for row, record in _read_csv(path, ("id", "name", "salt", "formula", "hydrate", "laxative", "use", "source",
+                                        "note")):
         form_id = record["id"]
         if not form_id or not form_id.replace("_", "").isalnum() or form_id != form_id.lower():
             raise KnowledgeBaseError(path, row, "id", f"'{form_id}' must be lower-case letters, digits and _")
@@ -315,7 +378,12 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
         laxative = _choice(path, row, record, "laxative", ("true", "false")) == "true"
         if form_id in vocab.CONTRACT_LAXATIVE_FORMS and not laxative:
             raise KnowledgeBaseError(path, row, "laxative", f"the contract counts '{form_id}' as a laxative form")
-        headers[form_id] = dict(record, laxative=laxative, source=_source(path, row, record, citations))
+        use = _choice(path, row, record, "use", FORM_USES)
+        if form_id in vocab.CONTRACT_OCCASIONAL_FORMS and use != "occasional":
+            raise KnowledgeBaseError(path, row, "use", f"the contract says '{form_id}' is not for daily use")
+        if use == "occasional" and not laxative:
+            raise KnowledgeBaseError(path, row, "use", "an occasional-use form must be a laxative form (rule 8)")
+        headers[form_id] = dict(record, laxative=laxative, use=use, source=_source(path, row, record, citations))
     for required in vocab.REQUIRED_FORMS:
         if required not in headers:
             raise KnowledgeBaseError(path, None, "id", f"the contract's form '{required}' is missing")
@@ -357,6 +425,7 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
             formula=header["formula"],
             hydrate=header["hydrate"],
             laxative=header["laxative"],
+            use=header["use"],
             source=header["source"],
             note=header["note"],
             attributes=attributes[form_id],
@@ -367,47 +436,136 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
     )
 
 
-def _load_caveats(path: Path, citations) -> dict[str, Caveat]:
+# Severities the contract fixes (a data edit must not soften them).
+CONTRACT_CAVEAT_SEVERITIES = {
+    "consult_clinician": "info",
+    "kidney_impairment_severe": "critical",
+    "kidney_impairment_moderate": "warning",
+    "kidney_function_unknown": "info",
+    "serum_magnesium_high": "critical",
+    "serum_magnesium_low": "warning",
+    "duplicate_magnesium": "warning",
+    "occasional_use_only": "warning",
+    "infant": "critical",
+}
+
+
+def _load_caveats(path: Path, citations, attribute_names) -> dict[str, Caveat]:
     known = vocab.ANSWER_CAVEATS + vocab.FORM_CAVEATS + vocab.EXCLUSION_CODES
     caveats = {}
     for row, record in _read_csv(path, ("code", "scope", "severity", "text_en", "source")):
         code = _choice(path, row, record, "code", tuple(dict.fromkeys(known)))
         if code in caveats:
             raise KnowledgeBaseError(path, row, "code", f"duplicate code '{code}'")
+        severity = _choice(path, row, record, "severity", vocab.SEVERITIES)
+        escalated, from_age = "", None
+        if record.get("escalated_severity"):
+            escalated = _choice(path, row, record, "escalated_severity", vocab.SEVERITIES)
+            if vocab.SEVERITIES.index(escalated) <= vocab.SEVERITIES.index(severity):
+                raise KnowledgeBaseError(path, row, "escalated_severity", f"must be above '{severity}'")
+            from_age = int(_number(path, row, record, "escalated_from_age", 0, 120))
+        elif record.get("escalated_from_age"):
+            raise KnowledgeBaseError(path, row, "escalated_severity", "an age is given but no severity")
+        limits = tuple(item for item in record.get("limits_evidence", "").split(";") if item)
+        for attribute in limits:
+            if attribute not in attribute_names:
+                raise KnowledgeBaseError(path, row, "limits_evidence", f"'{attribute}' is not a scored attribute")
         caveats[code] = Caveat(
             code,
             _choice(path, row, record, "scope", ("answer", "form", "exclusion")),
-            _choice(path, row, record, "severity", vocab.SEVERITIES),
+            severity,
             _texts(path, row, record, "text"),
             _source(path, row, record, citations, optional=record["scope"] == "exclusion"),
+            escalated,
+            from_age,
+            limits,
         )
     for code in dict.fromkeys(known):
         if code not in caveats:
             raise KnowledgeBaseError(path, None, "code", f"no text for caveat code '{code}'")
-    if caveats["consult_clinician"].severity != "info":
-        raise KnowledgeBaseError(path, None, "severity", "consult_clinician is info in the contract")
+    for code, contract_severity in CONTRACT_CAVEAT_SEVERITIES.items():
+        if caveats[code].severity != contract_severity:
+            raise KnowledgeBaseError(path, None, "severity", f"{code} is {contract_severity} in the contract")
+    unknown = caveats["kidney_function_unknown"]
+    if (unknown.escalated_severity, unknown.escalated_from_age) != ("warning", vocab.CONTRACT_UNKNOWN_KIDNEY_FROM_AGE):
+        raise KnowledgeBaseError(path, None, "escalated_severity", "kidney_function_unknown is a warning from age "
+                                 f"{vocab.CONTRACT_UNKNOWN_KIDNEY_FROM_AGE} in the contract")
     return caveats
+
+
+def _interaction_row(path, row, record, citations, drug_class: str, severity: str, ingredient: str = "",
+                     default_texts: dict[str, str] | None = None) -> Interaction:
+    """One row of interactions.csv (a class) or ingredient_interactions.csv (an ingredient),
+    with the hours that fit its management: a gap for ``separate``, none otherwise."""
+    management = _choice(path, row, record, "management", vocab.MANAGEMENTS)
+    before = _number(path, row, record, "before_magnesium_h", 0, 48)
+    after = _number(path, row, record, "after_magnesium_h", 0, 48)
+    if management == "separate" and before == 0 and after == 0:
+        raise KnowledgeBaseError(path, row, "management", "'separate' needs hours before or after magnesium")
+    if management != "separate" and (before or after):
+        raise KnowledgeBaseError(path, row, "management", f"'{management}' takes no hours (they are for 'separate')")
+    if default_texts is not None and not record.get("text_en"):
+        texts = default_texts
+    else:
+        texts = _texts(path, row, record, "text")
+    interaction = Interaction(drug_class, severity, management, before, after, texts,
+                              _source(path, row, record, citations), ingredient, record.get("caveat", ""),
+                              record.get("note", ""))
+    for locale in texts:
+        try:
+            interaction.text(locale)
+        except (KeyError, IndexError, ValueError) as error:
+            raise KnowledgeBaseError(path, row, f"text_{locale}", f"only {{before}} and {{after}} may be filled in "
+                                     f"({error!r})") from None
+    return interaction
 
 
 def _load_interactions(path: Path, citations) -> dict[str, Interaction]:
     interactions = {}
-    required = ("drug_class", "severity", "before_magnesium_h", "after_magnesium_h", "text_en", "source")
+    required = ("drug_class", "severity", "management", "before_magnesium_h", "after_magnesium_h", "caveat",
+                "text_en", "source", "note")
     for row, record in _read_csv(path, required):
         drug_class = _choice(path, row, record, "drug_class", vocab.INTERACTION_CLASSES)
         if drug_class in interactions:
             raise KnowledgeBaseError(path, row, "drug_class", f"duplicate class '{drug_class}'")
-        interactions[drug_class] = Interaction(
-            drug_class,
-            _choice(path, row, record, "severity", ("info", "warning")),
-            _number(path, row, record, "before_magnesium_h", 0, 48),
-            _number(path, row, record, "after_magnesium_h", 0, 48),
-            _texts(path, row, record, "text"),
-            _source(path, row, record, citations),
-        )
+        if record["caveat"]:
+            _choice(path, row, record, "caveat", vocab.ANSWER_CAVEATS)
+        severity = _choice(path, row, record, "severity", ("info", "warning"))
+        interactions[drug_class] = _interaction_row(path, row, record, citations, drug_class, severity)
     for drug_class in vocab.INTERACTION_CLASSES:
         if drug_class not in interactions:
             raise KnowledgeBaseError(path, None, "drug_class", f"the contract's class '{drug_class}' is missing")
+    product = interactions["magnesium_product"]
+    if (product.management, product.caveat) != ("monitor", "duplicate_magnesium"):
+        raise KnowledgeBaseError(path, None, "management", "the contract's magnesium_product is 'monitor' and raises "
+                                 "duplicate_magnesium")
     return interactions
+
+
+def _load_ingredient_interactions(path: Path, citations, classes: dict[str, Interaction],
+                                  medicines: dict[str, Medicine]) -> dict[tuple[str, str], Interaction]:
+    """What each ingredient's own label says, where it was read; its class gives severity
+    and, when the row has none, the texts (with this row's hours filled in)."""
+    known = {component for medicine in medicines.values() for component in medicine.components}
+    rows = {}
+    required = ("ingredient", "drug_class", "management", "before_magnesium_h", "after_magnesium_h", "text_en",
+                "source", "note")
+    for row, record in _read_csv(path, required):
+        ingredient = normalize_medicine_name(record["ingredient"])
+        drug_class = _choice(path, row, record, "drug_class", vocab.INTERACTION_CLASSES)
+        if (ingredient, drug_class) not in known:
+            raise KnowledgeBaseError(path, row, "ingredient", f"'{ingredient}' is not listed as '{drug_class}' in "
+                                     "data/medicines.csv")
+        if (ingredient, drug_class) in rows:
+            raise KnowledgeBaseError(path, row, "ingredient", f"'{ingredient}' ({drug_class}) is given twice")
+        if not record["note"]:
+            raise KnowledgeBaseError(path, row, "note", "say where in the source the figures stand")
+        default = classes[drug_class]
+        if record["management"] != default.management and not record["text_en"]:
+            raise KnowledgeBaseError(path, row, "text_en", "a management other than its class's needs its own text")
+        rows[(ingredient, drug_class)] = _interaction_row(path, row, record, citations, drug_class, default.severity,
+                                                          ingredient, default.texts)
+    return rows
 
 
 def normalize_medicine_name(name: str) -> str:
@@ -415,23 +573,29 @@ def normalize_medicine_name(name: str) -> str:
     return " ".join(name.lower().split())
 
 
+MEDICINE_KINDS = ("generic", "brand")
+
+
 def _load_medicines(path: Path, citations) -> tuple[dict[str, Medicine], dict[str, str]]:
-    classes: dict[str, list[str]] = {}
-    ingredients: dict[str, list[str]] = {}
+    """Typed names -> ingredients and classes. Every row names the source that maps the name
+    to its ingredient (a label, an SmPC, a package leaflet); a combination product has one
+    row per interacting ingredient."""
+    components: dict[str, list[tuple[str, str]]] = {}
     rxcui_to_ingredient: dict[str, str] = {}
-    for row, record in _read_csv(path, ("name", "drug_class", "kind", "ingredient", "rxcui", "rxcui_source")):
+    required = ("name", "drug_class", "kind", "ingredient", "rxcui", "rxcui_source", "name_source")
+    for row, record in _read_csv(path, required):
         name = normalize_medicine_name(record["name"])
         if not name:
             raise KnowledgeBaseError(path, row, "name", "value is required")
         drug_class = _choice(path, row, record, "drug_class", vocab.INTERACTION_CLASSES)
-        _choice(path, row, record, "kind", ("generic", "brand"))
+        _choice(path, row, record, "kind", MEDICINE_KINDS)
         ingredient = normalize_medicine_name(record["ingredient"])
         if not ingredient:
             raise KnowledgeBaseError(path, row, "ingredient", "value is required")
-        if drug_class in classes.get(name, []):
-            raise KnowledgeBaseError(path, row, "name", f"'{name}' is already mapped to '{drug_class}'")
-        classes.setdefault(name, []).append(drug_class)
-        ingredients.setdefault(name, []).append(ingredient)
+        _source(path, row, record, citations, name="name_source")
+        if (ingredient, drug_class) in components.get(name, []):
+            raise KnowledgeBaseError(path, row, "name", f"'{name}' is already mapped to '{ingredient}' ({drug_class})")
+        components.setdefault(name, []).append((ingredient, drug_class))
         if record["rxcui"]:
             if not record["rxcui"].isdigit():
                 raise KnowledgeBaseError(path, row, "rxcui", f"'{record['rxcui']}' is not a number")
@@ -443,9 +607,7 @@ def _load_medicines(path: Path, citations) -> tuple[dict[str, Medicine], dict[st
             _source(path, row, record, citations, name="rxcui_source")
         elif record["rxcui_source"]:
             raise KnowledgeBaseError(path, row, "rxcui_source", "a source is given but there is no rxcui")
-    medicines = {
-        name: Medicine(name, tuple(classes[name]), tuple(dict.fromkeys(ingredients[name]))) for name in classes
-    }
+    medicines = {name: Medicine(name, tuple(parts)) for name, parts in components.items()}
     for rxcui, ingredient in rxcui_to_ingredient.items():
         if ingredient not in medicines:
             raise KnowledgeBaseError(path, None, "rxcui", f"RxCUI {rxcui} points at '{ingredient}', not a listed name")
@@ -475,16 +637,26 @@ def _load_weights(path: Path, citations, feature_names, attribute_names) -> tupl
     return tuple(weights)
 
 
-def _load_kidney_bands(path: Path, citations, form_ids) -> tuple[KidneyBand, ...]:
-    bands = []
-    required = ("band", "egfr_min", "egfr_max", "caveat", "action", "excluded_forms", "source")
+def _load_kidney_bands(path: Path, citations, form_ids) -> tuple[tuple[KidneyBand, ...], KidneyBand]:
+    """The bands by eGFR (contiguous, 0..250) and the band of an unknown eGFR (``unknown``,
+    no eGFR range), each with its caveat and the forms it excludes from which age."""
+    bands, unknown = [], None
+    required = ("band", "egfr_min", "egfr_max", "caveat", "action", "excluded_forms", "excluded_from_age", "source")
     for row, record in _read_csv(path, required):
-        low = _number(path, row, record, "egfr_min", 0, 251)
-        high = _number(path, row, record, "egfr_max", 0, 251)
-        if high <= low:
-            raise KnowledgeBaseError(path, row, "egfr_max", "must be above egfr_min")
-        if bands and low != bands[-1].egfr_max:
-            raise KnowledgeBaseError(path, row, "egfr_min", "bands must be contiguous and in ascending order")
+        is_unknown = record["band"] == UNKNOWN_KIDNEY_BAND
+        if is_unknown:
+            if record["egfr_min"] or record["egfr_max"]:
+                raise KnowledgeBaseError(path, row, "egfr_min", "the unknown band has no eGFR range")
+            if unknown is not None:
+                raise KnowledgeBaseError(path, row, "band", "the unknown band is given twice")
+            low = high = math.nan
+        else:
+            low = _number(path, row, record, "egfr_min", 0, 251)
+            high = _number(path, row, record, "egfr_max", 0, 251)
+            if high <= low:
+                raise KnowledgeBaseError(path, row, "egfr_max", "must be above egfr_min")
+            if bands and low != bands[-1].egfr_max:
+                raise KnowledgeBaseError(path, row, "egfr_min", "bands must be contiguous and in ascending order")
         action = _choice(path, row, record, "action", KIDNEY_ACTIONS)
         caveat = record["caveat"]
         if caveat and caveat not in vocab.ANSWER_CAVEATS:
@@ -493,16 +665,30 @@ def _load_kidney_bands(path: Path, citations, form_ids) -> tuple[KidneyBand, ...
         for form_id in excluded:
             if form_id not in form_ids:
                 raise KnowledgeBaseError(path, row, "excluded_forms", f"unknown form '{form_id}'")
-        bands.append(
-            KidneyBand(record["band"], low, high, caveat, action, excluded, _source(path, row, record, citations))
-        )
-    if bands[0].egfr_min != 0 or bands[-1].egfr_max <= 250:
+        if excluded and caveat not in vocab.EXCLUSION_CODES:
+            raise KnowledgeBaseError(path, row, "caveat", f"'{caveat}' cannot name an exclusion")
+        from_age = int(_number(path, row, record, "excluded_from_age", 0, 120, optional=True) or 0)
+        band = KidneyBand(record["band"], low, high, caveat, action, excluded, _source(path, row, record, citations),
+                          from_age)
+        if is_unknown:
+            unknown = band
+        else:
+            bands.append(band)
+    if not bands or bands[0].egfr_min != 0 or bands[-1].egfr_max <= 250:
         raise KnowledgeBaseError(path, None, "egfr_min", "bands must cover eGFR 0..250")
+    if unknown is None or unknown.caveat != "kidney_function_unknown":
+        raise KnowledgeBaseError(path, None, "band", "an 'unknown' band raising kidney_function_unknown is required")
     moderate = [band for band in bands if band.caveat == "kidney_impairment_moderate"]
-    for form_id in vocab.CONTRACT_MODERATE_KIDNEY_EXCLUDED:
-        if not moderate or form_id not in moderate[0].excluded_forms:
-            raise KnowledgeBaseError(path, None, "excluded_forms", f"the moderate band must exclude '{form_id}'")
-    return tuple(bands)
+    contract = ((moderate[0] if moderate else None, vocab.CONTRACT_MODERATE_KIDNEY_EXCLUDED, 0),
+                (unknown, vocab.CONTRACT_UNKNOWN_KIDNEY_EXCLUDED, vocab.CONTRACT_UNKNOWN_KIDNEY_FROM_AGE))
+    for band, required_forms, latest_age in contract:
+        for form_id in required_forms:
+            if form_id in form_ids and (band is None or form_id not in band.excluded_forms
+                                        or band.excluded_from_age > latest_age):
+                name = band.band if band else "moderate"
+                raise KnowledgeBaseError(path, None, "excluded_forms", f"the {name} band must exclude '{form_id}' "
+                                         f"from age {latest_age} at the latest")
+    return tuple(bands), unknown
 
 
 def _load_gi_rules(path: Path, citations) -> dict[str, GiRule]:
@@ -570,18 +756,42 @@ def _load_rules(path: Path, citations) -> dict:
         ("kidney", "dialysis_band"): str,
         ("reasons", "min_contribution"): float,
         ("reasons", "max_reasons"): int,
+        ("serum_magnesium", "high_above_mmol_l"): float,
+        ("serum_magnesium", "low_below_mmol_l"): float,
+        ("occasional_use", "goal"): str,
+        ("occasional_use", "min_age"): int,
+        ("timing", "evening_from"): str,
+        ("timing", "evening_for"): list,
     }
     for (section, key), kind in expected.items():
         value = rules.get(section, {}).get(key)
         if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
             raise KnowledgeBaseError(path, None, f"{section}.{key}", f"a {kind.__name__} is required")
-    for section, key in (("thresholds", "low_absorption_source"), ("age_groups", "source")):
+    for section, key in (("thresholds", "low_absorption_source"), ("age_groups", "source"),
+                         ("serum_magnesium", "source"), ("occasional_use", "source"), ("timing", "source")):
         if rules[section].get(key) not in citations:
             raise KnowledgeBaseError(path, None, f"{section}.{key}", "must name a source id in data/citations.csv")
+    # The contract fixes these; the file says where they come from.
+    fixed = {("serum_magnesium", "high_above_mmol_l"): 1.05, ("serum_magnesium", "low_below_mmol_l"): 0.70,
+             ("occasional_use", "goal"): vocab.CONTRACT_OCCASIONAL_GOAL,
+             ("occasional_use", "min_age"): vocab.CONTRACT_OCCASIONAL_MIN_AGE}
+    for (section, key), value in fixed.items():
+        if rules[section][key] != value:
+            raise KnowledgeBaseError(path, None, f"{section}.{key}", f"the contract sets {value!r}")
+    factors = {f"goal:{goal}" for goal in vocab.GOALS} | {f"condition:{c}" for c in vocab.CONDITIONS}
+    for factor in rules["timing"]["evening_for"]:
+        if factor not in factors:
+            raise KnowledgeBaseError(path, None, "timing.evening_for", f"'{factor}' is not goal:<goal> or "
+                                     "condition:<condition>")
+    if not _CLOCK_TEXT.match(rules["timing"]["evening_from"]):
+        raise KnowledgeBaseError(path, None, "timing.evening_from", "must be HH:MM")
     return rules
 
 
-REQUIRED_TEXTS = ("disclaimer",)
+_CLOCK_TEXT = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+REQUIRED_TEXTS = ("disclaimer", "upper_limit_phrase", "no_upper_limit_phrase")
 
 
 def _load_texts(path: Path) -> dict[str, dict[str, str]]:
@@ -621,21 +831,26 @@ def load_knowledge_base(supplement: str = "magnesium", folder: Path | None = Non
     attribute_names = SCORED_ATTRIBUTES + tuple(f"evidence_{goal}" for goal in vocab.GOALS)
     upper, start, rda_rows = _load_intake_limits(folder / "intake_limits.csv", citations)
     rules = _load_rules(folder / "rules.toml", citations)
-    kidney_bands = _load_kidney_bands(folder / "kidney_bands.csv", citations, form_ids)
+    kidney_bands, kidney_unknown_band = _load_kidney_bands(folder / "kidney_bands.csv", citations, form_ids)
     if rules["kidney"]["dialysis_band"] not in {band.band for band in kidney_bands}:
         raise KnowledgeBaseError(folder / "rules.toml", None, "kidney.dialysis_band", "names no kidney band")
+    interactions = _load_interactions(folder / "interactions.csv", citations)
+    ingredient_interactions = _load_ingredient_interactions(folder / "ingredient_interactions.csv", citations,
+                                                            interactions, medicines)
     return KnowledgeBase(
         supplement=manifest["supplement"],
         name=manifest["name"],
         version=manifest["knowledge_base_version"],
         forms=forms,
         citations=citations,
-        caveats=_load_caveats(folder / "caveats.csv", citations),
-        interactions=_load_interactions(folder / "interactions.csv", citations),
+        caveats=_load_caveats(folder / "caveats.csv", citations, attribute_names),
+        interactions=interactions,
+        ingredient_interactions=ingredient_interactions,
         medicines=medicines,
         rxcui_to_ingredient=rxcui_to_ingredient,
         weights=_load_weights(folder / "weights.csv", citations, FEATURE_NAMES, attribute_names),
         kidney_bands=kidney_bands,
+        kidney_unknown_band=kidney_unknown_band,
         gi_rules=_load_gi_rules(folder / "gi_rules.csv", citations),
         rules=rules,
         upper_limit_by_age=upper,

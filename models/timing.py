@@ -5,7 +5,9 @@ The day is a grid of 1,440 minutes. Each scheduled dose of an interacting medici
 the minutes in which magnesium would come too soon after it (``before_magnesium_h``) or too
 soon before it (``after_magnesium_h``), counting round the clock because the doses repeat
 every day. What is left inside the waking hours is where magnesium may go; the suggestion is
-the middle of the longest such stretch, the time with the most room on either side."""
+the middle of the longest such stretch, the time with the most room on either side, or of the
+longest stretch in the evening when the person takes magnesium for sleep. A medicine whose
+label advises against magnesium at any time (management ``avoid``) leaves no time at all."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from models import vocabulary as vocab
-from models.knowledge import KnowledgeBase, KnowledgeBaseError, normalize_medicine_name
+from models.knowledge import KnowledgeBase, KnowledgeBaseError, hours_value, normalize_medicine_name
 
 MINUTES_PER_DAY = 24 * 60
 DEFAULT_WAKING_HOURS = ("07:00", "22:00")
@@ -26,7 +28,7 @@ SUGGESTION_STEP_MINUTES = 15
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 # Texts the plan is written with (data/supplements/<supplement>/texts.csv).
 TIMING_TEXT_KEYS = ("timing_suggested", "timing_free", "timing_impossible", "timing_unscheduled",
-                    "timing_unrecognized")
+                    "timing_unrecognized", "timing_avoid", "timing_evening")
 
 
 class TimingError(ValueError):
@@ -48,17 +50,19 @@ def format_clock(minutes: int) -> str:
 
 @dataclass(frozen=True)
 class ScheduledMedicine:
-    """One medicine with its daily times and the widest separation its classes need."""
+    """One medicine with its daily times and the widest separation its ingredients need;
+    ``avoid`` when any ingredient's label advises against magnesium at any time."""
 
     medication: str
     drug_classes: tuple[str, ...]
     times: tuple[int, ...]  # minutes after midnight
     before_magnesium_h: float
     after_magnesium_h: float
+    avoid: bool = False
 
     @property
     def needs_separation(self) -> bool:
-        return self.before_magnesium_h > 0 or self.after_magnesium_h > 0
+        return self.avoid or self.before_magnesium_h > 0 or self.after_magnesium_h > 0
 
 
 def blocked_minutes(medicines: list[ScheduledMedicine]) -> np.ndarray:
@@ -121,8 +125,10 @@ class TimingPlanner:
                 raise KnowledgeBaseError("texts.csv", None, "key", f"no text for '{key}'")
 
     def _ingredients(self, name: str) -> tuple[str, ...] | None:
-        medicine = self.medicines.lookup(name)
-        return medicine.ingredients if medicine is not None else None
+        resolved = self.medicines.resolve(name)
+        if resolved is None:
+            return None
+        return tuple(sorted({self.medicines.components[c][0] for c in resolved.components}))
 
     def scheduled_medicines(self, recognized: list[tuple[str, tuple[int, ...]]], schedule: dict[str, list[str]]):
         """(scheduled medicines, recognised medicines that need separation but have no time,
@@ -135,61 +141,76 @@ class TimingPlanner:
         for entry, times in schedule.items():
             key = normalize_medicine_name(entry)
             ingredients = self._ingredients(entry)
-            classes: list[int] = []
-            for name, positions in recognized:
+            components: list[int] = []
+            for name, parts in recognized:
                 if normalize_medicine_name(name) == key or (ingredients and self._ingredients(name) == ingredients):
-                    classes.extend(positions)
+                    components.extend(parts)
                     matched_profile_names.add(name)
-            if not classes:
-                positions = self.medicines.resolve(entry)
-                if positions is None:
+            if not components:
+                resolved = self.medicines.resolve(entry)
+                if resolved is None:
                     unrecognized.append(entry)
                     continue
-                classes.extend(positions)
-            scheduled.append(self._scheduled(entry, classes, times))
+                components.extend(resolved.components)
+            scheduled.append(self._scheduled(entry, components, times))
         unscheduled = []
-        for name, positions in recognized:
+        for name, parts in recognized:
             if name in matched_profile_names or name in unscheduled:
                 continue
-            if self._scheduled(name, list(positions), []).needs_separation:
+            if self._scheduled(name, list(parts), []).needs_separation:
                 unscheduled.append(name)
         return scheduled, unscheduled, unrecognized
 
-    def _scheduled(self, name: str, class_positions: list[int], times: list[str]) -> ScheduledMedicine:
-        drug_classes = tuple(dict.fromkeys(vocab.INTERACTION_CLASSES[p] for p in class_positions))
-        interactions = [self.kb.interactions[c] for c in drug_classes]
+    def _scheduled(self, name: str, components: list[int], times: list[str]) -> ScheduledMedicine:
+        """The medicine's ingredients' own figures: the widest gap any of them asks for."""
+        drug_classes = tuple(dict.fromkeys(vocab.INTERACTION_CLASSES[self.medicines.component_class[c]]
+                                           for c in components))
+        interactions = [self.medicines.component_interaction[c] for c in dict.fromkeys(components)]
         return ScheduledMedicine(
             medication=name,
             drug_classes=drug_classes,
             times=tuple(sorted({parse_clock(t) for t in times})),
             before_magnesium_h=max(i.before_magnesium_h for i in interactions),
             after_magnesium_h=max(i.after_magnesium_h for i in interactions),
+            avoid=any(i.management == "avoid" for i in interactions),
         )
 
     def plan(self, recognized: list[tuple[str, tuple[int, ...]]], schedule: dict[str, list[str]],
-             waking_hours: dict | None, locale: str) -> dict:
-        """The ``timing`` object of an answer (see README, "Timing plan")."""
+             waking_hours: dict | None, locale: str, evening: bool = False) -> dict:
+        """The ``timing`` object of an answer (see README, "Timing plan"); ``evening``: the
+        person takes magnesium for sleep, so an allowed evening time is suggested first."""
         waking = waking_hours or {}
-        key = (tuple((name, tuple(classes)) for name, classes in recognized),
+        key = (tuple((name, tuple(components)) for name, components in recognized),
                tuple((name, tuple(times)) for name, times in schedule.items()),
-               waking.get("start", DEFAULT_WAKING_HOURS[0]), waking.get("end", DEFAULT_WAKING_HOURS[1]), locale)
+               waking.get("start", DEFAULT_WAKING_HOURS[0]), waking.get("end", DEFAULT_WAKING_HOURS[1]), locale,
+               evening)
         return copy.deepcopy(self._cached_plan(*key))
 
-    def _plan(self, recognized: tuple, schedule: tuple, start_text: str, end_text: str, locale: str) -> dict:
+    def _plan(self, recognized: tuple, schedule: tuple, start_text: str, end_text: str, locale: str,
+              evening: bool) -> dict:
         start, end = parse_clock(start_text), parse_clock(end_text)
         scheduled, unscheduled, unrecognized = self.scheduled_medicines(list(recognized), dict(schedule))
-        constraining = [m for m in scheduled if m.needs_separation and m.times]
+        # A medicine to avoid magnesium with, scheduled or not, leaves no time: its label
+        # advises against taking them together and staggered alike.
+        avoided = list(dict.fromkeys([m.medication for m in scheduled if m.avoid]
+                                     + [name for name in unscheduled
+                                        if self._scheduled(name, list(dict(recognized)[name]), []).avoid]))
+        unscheduled = [name for name in unscheduled if name not in avoided]
+        constraining = [m for m in scheduled if m.needs_separation and m.times and not m.avoid]
         blocked = blocked_minutes(constraining)
         day = waking_minutes(start, end)
-        allowed = ~blocked[:, day].any(axis=0)
+        allowed = ~blocked[:, day].any(axis=0) & (not avoided)
         windows = allowed_windows(allowed, day)
-        suggested = [suggest_time(windows)] if windows else []
+        evening_windows = self._evening(windows, start, end) if evening else []
+        suggested = [suggest_time(evening_windows or windows)] if windows else []
         conflicting = [m.medication for m, row in zip(constraining, blocked[:, day], strict=True) if row.any()]
 
         texts = []
         window_text = ", ".join(format_clock(a) if a == b else f"{format_clock(a)}–{format_clock(b)}"
                                 for a, b in windows)
-        if not windows:
+        if avoided:
+            texts.append(self._text("timing_avoid", locale, medicines=", ".join(avoided)))
+        elif not windows:
             texts.append(self._text("timing_impossible", locale, start=format_clock(start), end=format_clock(end),
                                     medicines=", ".join(conflicting)))
         elif conflicting:
@@ -197,6 +218,8 @@ class TimingPlanner:
                                     windows=window_text, medicines=", ".join(conflicting)))
         else:
             texts.append(self._text("timing_free", locale, time=format_clock(suggested[0]), windows=window_text))
+        if evening_windows and suggested:
+            texts.append(self._text("timing_evening", locale, time=format_clock(suggested[0])))
         if unscheduled:
             texts.append(self._text("timing_unscheduled", locale, medicines=", ".join(unscheduled)))
         if unrecognized:
@@ -210,15 +233,31 @@ class TimingPlanner:
             "medications": [
                 {"medication": m.medication, "drug_classes": list(m.drug_classes),
                  "times": [format_clock(t) for t in m.times],
-                 "separation_hours": {"before_magnesium": m.before_magnesium_h,
-                                      "after_magnesium": m.after_magnesium_h}}
+                 "management": "avoid" if m.avoid else ("separate" if m.needs_separation else "monitor"),
+                 "separation_hours": None if m.avoid else {"before_magnesium": hours_value(m.before_magnesium_h),
+                                                           "after_magnesium": hours_value(m.after_magnesium_h)}}
                 for m in scheduled
             ],
-            "conflicting_medications": conflicting if not windows else [],
+            "conflicting_medications": (avoided or conflicting) if not windows else [],
             "unscheduled_medications": unscheduled,
             "unrecognized_schedule_entries": unrecognized,
             "text": " ".join(texts),
         }
+
+    def _evening(self, windows: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of the allowed windows from the evening's start (rules.toml) to the end of
+        the waking hours."""
+        evening_start = parse_clock(self.kb.rules["timing"]["evening_from"])
+        position = {minute: i for i, minute in enumerate(waking_minutes(start, end).tolist())}
+        if evening_start not in position:
+            return []
+        first_evening = position[evening_start]
+        parts = []
+        for first, last in windows:
+            if position[last] < first_evening:
+                continue
+            parts.append((first if position[first] >= first_evening else evening_start, last))
+        return parts
 
     def _text(self, key: str, locale: str, **values) -> str:
         texts = self.kb.texts[key]

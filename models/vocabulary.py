@@ -46,7 +46,20 @@ INTERACTION_CLASSES = (
     "thiazide_diuretic",
     "potassium_sparing_diuretic",
     "digoxin",
+    # v1.1: classes whose product labels name magnesium or polyvalent-cation antacids, and
+    # medicines that contain magnesium themselves.
+    "eltrombopag",
+    "penicillamine",
+    "rilpivirine",
+    "mycophenolate",
+    "hydroxychloroquine",
+    "cephalosporin_oral",
+    "statin_rosuvastatin",
+    "cation_exchange_resin",
+    "magnesium_product",
 )
+# How an interaction is handled (v1.1): a time gap, watching levels or effects, or not at all.
+MANAGEMENTS = ("separate", "monitor", "avoid")
 
 # Top-level caveat codes, in the order an answer lists them.
 ANSWER_CAVEATS = (
@@ -54,6 +67,8 @@ ANSWER_CAVEATS = (
     "kidney_impairment_severe",
     "kidney_impairment_moderate",
     "kidney_function_unknown",
+    "serum_magnesium_high",
+    "serum_magnesium_low",
     "infant",
     "child_dose_limit",
     "pregnancy",
@@ -63,17 +78,23 @@ ANSWER_CAVEATS = (
     "myasthenia_gravis",
     "heart_block",
     "medication_interaction",
+    "duplicate_magnesium",
     "medication_unrecognized",
 )
 
-FORM_CAVEATS = ("laxative_effect", "may_worsen_diarrhea", "low_absorption", "high_unit_burden")
+FORM_CAVEATS = ("laxative_effect", "may_worsen_diarrhea", "low_absorption", "high_unit_burden",
+                "occasional_use_only")
 
-# Codes that explain why a form is excluded. Safety codes come first.
+# Codes that explain why a form is excluded. Safety codes come first. A critical answer
+# caveat excludes every form under its own code (rule 1), so each has one here.
 EXCLUSION_CODES = (
     "infant",
     "kidney_impairment_severe",
+    "serum_magnesium_high",
     "kidney_impairment_moderate",
+    "kidney_function_unknown",
     "may_worsen_diarrhea",
+    "not_for_daily_use",
     "avoided_by_user",
 )
 
@@ -93,8 +114,15 @@ REQUIRED_FORMS = (
 CONTRACT_LAXATIVE_FORMS = ("citrate", "oxide", "hydroxide", "sulfate")
 # Safety rule 5: with any of these conditions no laxative form is ranked first.
 GI_SENSITIVE_CONDITIONS = ("diarrhea", "ibs_d", "sensitive_stomach")
-# Safety rule 2: forms the moderate kidney band must exclude.
-CONTRACT_MODERATE_KIDNEY_EXCLUDED = ("oxide", "hydroxide")
+# Safety rules 2 and 7: forms the moderate kidney band must exclude, and those excluded from
+# age 65 while kidney function is unknown (each only where the knowledge base has the form).
+CONTRACT_MODERATE_KIDNEY_EXCLUDED = ("oxide", "hydroxide", "sulfate")
+CONTRACT_UNKNOWN_KIDNEY_EXCLUDED = ("oxide", "hydroxide", "sulfate")
+CONTRACT_UNKNOWN_KIDNEY_FROM_AGE = 65
+# Safety rule 8: forms that are not daily supplements, and when they may be recommended.
+CONTRACT_OCCASIONAL_FORMS = ("sulfate",)
+CONTRACT_OCCASIONAL_GOAL = "constipation_relief"
+CONTRACT_OCCASIONAL_MIN_AGE = 12
 
 # Triggers for caveats that depend only on profile words (the contract's "when" column).
 CRAMP_TRIGGERS = {"conditions": ("leg_cramps", "muscle_spasms"), "goals": ("cramps",)}

@@ -112,6 +112,7 @@ def field_rules() -> FieldRules:
         raise AssertionError(f"{validator!r} accepted {value!r}")
 
     age, egfr = profile.fields["age"].validators[0], profile.fields["egfr"].validators[0]
+    serum = profile.fields["serum_magnesium"].validators[0]
     units = preferences.fields["max_units_per_day"].validators[0]
     medication_length = profile.fields["medications"].inner.validators[0]
     list_length = profile.fields["conditions"].validators[0]
@@ -126,6 +127,7 @@ def field_rules() -> FieldRules:
         "number": profile.fields["egfr"].error_messages["invalid"],
         "special_number": profile.fields["egfr"].error_messages["special"],
         "egfr_range": failure(egfr, egfr.max + 1),
+        "serum_range": failure(serum, serum.max + 1),
         "conditions": failure(profile.fields["conditions"].inner.validators[0], "?"),
         "goals": failure(profile.fields["goals"].inner.validators[0], "?"),
         "medication_length": failure(medication_length, ""),
@@ -136,6 +138,7 @@ def field_rules() -> FieldRules:
     return FieldRules(
         age_range=(age.min, age.max),
         egfr_range=(float(egfr.min), float(egfr.max)),
+        serum_range=(float(serum.min), float(serum.max)),
         units_range=(units.min, units.max),
         max_list_items=list_length.max,
         medication_chars=(medication_length.min, medication_length.max),

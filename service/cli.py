@@ -34,6 +34,8 @@ def main():
 @click.option("--breastfeeding", is_flag=True)
 @click.option("--egfr", type=float, default=None, help="eGFR in mL/min/1.73 m² (omit when unknown).")
 @click.option("--dialysis", is_flag=True)
+@click.option("--serum-magnesium", type=float, default=None,
+              help="Serum magnesium in mmol/L (mg/dL divided by 2.43; omit when unknown).")
 @click.option("--condition", "conditions", multiple=True, type=click.Choice(vocab.CONDITIONS),
               help="Repeat for several.")
 @click.option("--goal", "goals", multiple=True, type=click.Choice(vocab.GOALS), help="Repeat for several.")
@@ -43,14 +45,14 @@ def main():
 @click.option("--limit", type=int, default=3, show_default=True, help="How many forms to rank (1-20).")
 @click.option("--locale", default="en", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answer.")
-def recommend(age, sex, pregnant, breastfeeding, egfr, dialysis, conditions, goals, medications, avoid_forms,
-              max_units, limit, locale, as_json):
+def recommend(age, sex, pregnant, breastfeeding, egfr, dialysis, serum_magnesium, conditions, goals, medications,
+              avoid_forms, max_units, limit, locale, as_json):
     """Rank the forms for one profile."""
     from service.schemas import OptionsSchema, ProfileSchema
 
     raw_profile = {
         "age": age, "sex": sex, "pregnant": pregnant, "breastfeeding": breastfeeding, "egfr": egfr,
-        "dialysis": dialysis, "conditions": list(conditions), "goals": list(goals),
+        "dialysis": dialysis, "serum_magnesium": serum_magnesium, "conditions": list(conditions), "goals": list(goals),
         "medications": list(medications),
         "preferences": {"avoid_forms": list(avoid_forms), "max_units_per_day": max_units},
     }
@@ -96,9 +98,12 @@ def render_answer(answer: dict) -> str:
         lines.append("Excluded: " + ", ".join(
             f"{item['form']} ({', '.join(r['code'] for r in item['reasons'])})" for item in answer["excluded"]))
     for interaction in answer["interactions"]:
-        lines.append(f"Interaction: {interaction['medication']} ({interaction['drug_class']}): {interaction['text']}")
+        lines.append(f"Interaction: {interaction['medication']} ({interaction['drug_class']}, "
+                     f"{interaction['management']}): {interaction['text']}")
     if answer["unrecognized_medications"]:
         lines.append("Not recognised (not checked): " + ", ".join(answer["unrecognized_medications"]))
+    for suggestion in answer.get("medication_suggestions", ()):
+        lines.append(f"  {suggestion['sent']}: did you mean {' or '.join(suggestion['did_you_mean'])}?")
     info = [c for c in answer["caveats"] if c["severity"] == "info"]
     if info:
         lines.append("")

@@ -177,6 +177,13 @@ class ProfileSchema(StrictSchema):
         metadata={"description": "Estimated GFR in mL/min/1.73 m²; null when unknown."},
     )
     dialysis = StrictBoolean(load_default=False)
+    serum_magnesium = StrictNumber(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(0, 10, error="Must be a number from 0 to 10 (mmol/L; mg/dL divided by 2.43), or null."),
+        metadata={"description": "Serum magnesium in mmol/L (mg/dL / 2.43); null when unknown. Above 1.05 no form is "
+                                 "recommended; below 0.70 the answer asks for the cause to be found."},
+    )
     conditions = _word_list(vocab.CONDITIONS, "Conditions from the contract's vocabulary.")
     goals = _word_list(vocab.GOALS, "Goals from the contract's vocabulary.")
     medications = fields.List(
@@ -292,6 +299,8 @@ class ReasonSchema(ma.Schema):
     factor = fields.String(required=True)
     effect = fields.String(required=True, validate=validate.OneOf(["+", "-"]))
     text = fields.String(required=True)
+    attribute = fields.String(metadata={"description": "With options.explain: the form attribute the reason rests on "
+                                                       "(absorption, evidence_sleep, ...)."})
     evidence = fields.Nested(ReasonEvidenceSchema, allow_none=True,
                              metadata={"description": "With options.explain: the evidence behind the reason."})
 
@@ -392,12 +401,24 @@ class SeparationSchema(ma.Schema):
 
 
 class InteractionSchema(ma.Schema):
-    medication = fields.String(required=True)
+    medication = fields.String(required=True, metadata={"description": "The name as sent."})
     drug_class = fields.String(required=True, validate=validate.OneOf(vocab.INTERACTION_CLASSES))
+    ingredient = fields.String(required=True, metadata={"description": "The recognised ingredient (a combination "
+                                                                       "product has one item per ingredient)."})
     severity = fields.String(required=True, validate=validate.OneOf(vocab.SEVERITIES))
+    management = fields.String(required=True, validate=validate.OneOf(vocab.MANAGEMENTS),
+                               metadata={"description": "separate: keep the hours apart; monitor: levels or effects "
+                                                        "to watch; avoid: the label advises against it at any time."})
     text = fields.String(required=True)
-    separation_hours = fields.Nested(SeparationSchema, required=True)
-    source = fields.String()
+    separation_hours = fields.Nested(SeparationSchema, required=True, allow_none=True,
+                                     metadata={"description": "null with management avoid: no window is safe."})
+    source = fields.String(required=True, metadata={"description": "The label or article the figures come from."})
+
+
+class MedicationSuggestionSchema(ma.Schema):
+    sent = fields.String(required=True)
+    did_you_mean = fields.List(fields.String(), required=True,
+                               metadata={"description": "Known names close to it: offered, never assumed."})
 
 
 class ClockWindowSchema(ma.Schema):
@@ -409,7 +430,8 @@ class ScheduledMedicineSchema(ma.Schema):
     medication = fields.String(required=True)
     drug_classes = fields.List(fields.String(validate=validate.OneOf(vocab.INTERACTION_CLASSES)), required=True)
     times = fields.List(fields.String(), required=True)
-    separation_hours = fields.Nested(SeparationSchema, required=True)
+    management = fields.String(required=True, validate=validate.OneOf(vocab.MANAGEMENTS))
+    separation_hours = fields.Nested(SeparationSchema, required=True, allow_none=True)
 
 
 class TimingSchema(ma.Schema):
@@ -434,6 +456,8 @@ class RecommendationResponseSchema(ma.Schema):
     caveats = fields.List(fields.Nested(CaveatSchema), required=True)
     interactions = fields.List(fields.Nested(InteractionSchema), required=True)
     unrecognized_medications = fields.List(fields.String(), required=True)
+    medication_suggestions = fields.List(fields.Nested(MedicationSuggestionSchema), required=True,
+                                         metadata={"description": "Near misses among the unrecognised names."})
     disclaimer = fields.String(required=True)
     timing = fields.Nested(TimingSchema, metadata={"description": "With options.schedule: when to take magnesium."})
 

@@ -9,7 +9,11 @@ from models.knowledge import default_knowledge_base
 
 FORM_IDS = default_knowledge_base().form_ids
 KNOWN_MEDICINES = ("doxycycline", "Synthroid", "omeprazole", "LASIX", "rxcui:10582", "spironolactone", "Dyazide",
-                   "digoxin", "ciprofloxacin 500 mg", "gabapentin", "Tivicay", "alendronate")
+                   "digoxin", "ciprofloxacin 500 mg", "gabapentin", "Tivicay", "alendronate",
+                   # v1.1: own-label rows, "avoid", magnesium products, German names, combinations, typos
+                   "moxifloxacin", "Isentress", "Maalox", "Milk of Magnesia", "Magnesium Verla", "Euthyrox 50 µg",
+                   "Pantoprazol", "L-Thyroxin Henning", "Revolade", "Edurant", "dolutegravir/lamivudine",
+                   "doxycyline", "Resonium A", "CellCept", "omadacycline")
 
 
 def sublist(words):
@@ -24,6 +28,7 @@ profiles = st.fixed_dictionaries(
         "breastfeeding": st.booleans(),
         "egfr": st.one_of(st.none(), st.floats(0, 250, allow_nan=False), st.sampled_from([29.999, 30.0, 59.99, 60.0])),
         "dialysis": st.booleans() | st.just(False),
+        "serum_magnesium": st.none() | st.floats(0, 10, allow_nan=False) | st.sampled_from([0.69, 0.70, 1.05, 1.06]),
         "conditions": sublist(vocab.CONDITIONS),
         "goals": sublist(vocab.GOALS),
         "medications": st.lists(st.sampled_from(KNOWN_MEDICINES) | st.text(min_size=1, max_size=12), max_size=3),

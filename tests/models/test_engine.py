@@ -16,6 +16,9 @@ from models.recommender import Recommender
 
 KB = default_knowledge_base()
 LAXATIVE = {form.id for form in KB.forms if form.laxative}
+# Rule 8: Epsom salt is no daily supplement; without constipation_relief it is excluded.
+OCCASIONAL = {form.id for form in KB.forms if form.use == "occasional"}
+DAILY = [form_id for form_id in KB.form_ids if form_id not in OCCASIONAL]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +43,9 @@ def test_healthy_adult_gets_every_form_ranked_and_only_the_clinician_caveat(rec)
     answer = ask(rec)
     assert codes(answer) == ["consult_clinician"]
     assert answer["max_severity"] == "info"
-    assert len(answer["recommendations"]) == len(KB.form_ids)
-    assert answer["excluded"] == []
+    assert [r["form"] for r in answer["recommendations"]] == sorted(DAILY, key=lambda f: [
+        r["form"] for r in answer["recommendations"]].index(f))
+    assert excluded(answer) == {form: ["not_for_daily_use"] for form in OCCASIONAL}
     assert answer["model_version"] == "hand-set"
     assert answer["knowledge_base_version"] == KB.version
 
@@ -57,13 +61,14 @@ def test_kidney_bands(rec, egfr, dialysis, code):
     assert code in codes(answer)
     if code == "kidney_impairment_severe":
         assert answer["recommendations"] == [] and answer["max_severity"] == "critical"
-        assert all(reasons == ["kidney_impairment_severe"] for reasons in excluded(answer).values())
+        assert all(reasons[0] == "kidney_impairment_severe" for reasons in excluded(answer).values())
     elif code == "kidney_impairment_moderate":
-        assert set(excluded(answer)) == {"oxide", "hydroxide"}
+        assert set(excluded(answer)) == {"oxide", "hydroxide", "sulfate"}  # rules 2 and 7
+        assert excluded(answer)["sulfate"] == ["kidney_impairment_moderate", "not_for_daily_use"]
         assert {r["status"] for r in answer["recommendations"]} == {"caution"}
         assert answer["max_severity"] == "warning"
-    else:
-        assert answer["max_severity"] == "info" and len(answer["recommendations"]) == len(KB.form_ids)
+    else:  # under 65, an unknown eGFR excludes nothing (rule 7 starts at 65)
+        assert answer["max_severity"] == "info" and len(answer["recommendations"]) == len(DAILY)
 
 
 def test_egfr_60_is_normal(rec):
@@ -107,14 +112,15 @@ def test_max_units_per_day_lowers_the_dose_and_flags_the_burden(rec):
 
 def test_avoided_forms_are_excluded(rec):
     answer = ask(rec, goals=["sleep"], preferences={"avoid_forms": ["glycinate", "oxide"], "max_units_per_day": None})
-    assert excluded(answer) == {"glycinate": ["avoided_by_user"], "oxide": ["avoided_by_user"]}
+    assert excluded(answer) == {"glycinate": ["avoided_by_user"], "oxide": ["avoided_by_user"],
+                                "sulfate": ["not_for_daily_use"]}
 
 
 @pytest.mark.parametrize("condition", ["diarrhea", "ibs_d"])
 def test_diarrhoea_excludes_laxative_forms(rec, condition):
     answer = ask(rec, conditions=[condition])
     assert set(excluded(answer)) == LAXATIVE
-    assert all(reasons == ["may_worsen_diarrhea"] for reasons in excluded(answer).values())
+    assert all("may_worsen_diarrhea" in reasons for reasons in excluded(answer).values())
 
 
 def test_sensitive_stomach_ranks_laxatives_below_every_non_laxative(rec):
@@ -134,7 +140,8 @@ def test_sensitive_stomach_with_only_laxatives_left_excludes_them(rec):
     answer = ask(rec, conditions=["sensitive_stomach"],
                  preferences={"avoid_forms": non_laxative, "max_units_per_day": None})
     assert answer["recommendations"] == []
-    assert all(excluded(answer)[form] == ["may_worsen_diarrhea"] for form in LAXATIVE)
+    assert all(excluded(answer)[form] == ["may_worsen_diarrhea"] for form in LAXATIVE - OCCASIONAL)
+    assert all(excluded(answer)[form] == ["not_for_daily_use"] for form in OCCASIONAL)
 
 
 @pytest.mark.parametrize(("profile", "code"), [
@@ -161,7 +168,7 @@ def test_caveats_are_sorted_most_severe_first(rec):
 @pytest.mark.parametrize(("name", "drug_class"), [
     ("doxycycline", "tetracycline"), ("Synthroid", "levothyroxine"), ("  LEVOTHYROXINE  ", "levothyroxine"),
     ("rxcui:10582", "levothyroxine"), ("RxCUI: 3640", "tetracycline"), ("ciprofloxacin 500 mg", "fluoroquinolone"),
-    ("Omeprazole magnesium", "ppi"), ("Nexium", "ppi"), ("lasix", "loop_diuretic"), ("HCTZ", "thiazide_diuretic"),
+    ("Omeprazole magnesium", "ppi"), ("Nexium", "ppi"), ("lasix", "loop_diuretic"), ("HCT", "thiazide_diuretic"),
     ("Aldactone", "potassium_sparing_diuretic"), ("Lanoxin", "digoxin"), ("Neurontin", "gabapentin"),
     ("Tivicay", "integrase_inhibitor"), ("Fosamax", "bisphosphonate"),
 ])
@@ -189,8 +196,12 @@ def test_interaction_severity_is_the_highest_of_the_medicines(rec):
 def test_separation_hours_come_from_the_data(rec):
     answer = ask(rec, medications=["doxycycline", "levothyroxine"])
     hours = {i["drug_class"]: i["separation_hours"] for i in answer["interactions"]}
-    assert hours["tetracycline"] == {"before_magnesium": 2, "after_magnesium": 4}
+    # A magnesium medicine's SmPC (emc 2678, 4.5): tetracycline and magnesium "separated by 2 to
+    # 3 hours or more", the upper end; SYNTHROID: not within 4 hours of antacids.
+    assert hours["tetracycline"] == {"before_magnesium": 3, "after_magnesium": 3}
     assert hours["levothyroxine"] == {"before_magnesium": 4, "after_magnesium": 4}
+    tetracycline = next(i for i in answer["interactions"] if i["drug_class"] == "tetracycline")
+    assert "3 hours before magnesium, or 3 hours after it" in tetracycline["text"]  # the text and the hours agree
 
 
 def test_unknown_medicines_are_echoed_once_and_flagged(rec):
@@ -267,6 +278,6 @@ def test_a_batch_made_for_other_forms_is_refused_not_read_out_of_bounds(rec):
     """The loop reads the avoided forms from the batch's flags by position: a batch with a
     different number of forms (made for another knowledge base) must not be scored."""
     batch = rec.batch([{"age": 40}])
-    narrow = ProfileBatch(batch.whole_numbers, batch.egfr, batch.flags[:, :-1])
+    narrow = ProfileBatch(batch.whole_numbers, batch.measurements, batch.flags[:, :-1])
     with pytest.raises(ValueError, match="not made for this engine"):
         rec.score(narrow)

@@ -66,13 +66,19 @@ def test_medicine_names_cover_every_interaction_class_and_rxcuis_resolve():
         assert ingredient in kb.medicines
 
 
+def test_every_name_row_names_the_source_that_maps_it():
+    kb = default_knowledge_base()
+    with (DATA_DIR / "medicines.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(row["name_source"] in kb.citations for row in rows)
+
+
 def test_every_ingredient_has_one_sourced_rxcui_on_its_own_row():
     kb = default_knowledge_base()
     with (DATA_DIR / "medicines.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    ingredients = {row["ingredient"] for row in rows}
     coded = [row for row in rows if row["rxcui"]]
-    assert sorted(row["ingredient"] for row in coded) == sorted(ingredients), "one RxCUI per ingredient"
+    assert len({row["ingredient"] for row in coded}) == len(coded), "at most one RxCUI per ingredient"
     assert all(row["name"] == row["ingredient"] and row["rxcui_source"] in kb.citations for row in coded)
     assert not any(row["rxcui_source"] for row in rows if not row["rxcui"])
 
@@ -86,6 +92,12 @@ def test_upper_limits_match_the_contract():
 
 def test_a_copy_loads_from_a_folder(data_copy):
     assert load_knowledge_base(folder=data_copy).form_ids == default_knowledge_base().form_ids
+
+
+def line_of(file: str, prefix: str) -> int:
+    """The line number (1 = header) of the first row of a shared data file starting with ``prefix``."""
+    lines = (DATA_DIR / file).read_text(encoding="utf-8").splitlines()
+    return next(number for number, line in enumerate(lines, 1) if line.startswith(prefix))
 
 
 @pytest.mark.parametrize(
@@ -102,9 +114,9 @@ def test_a_copy_loads_from_a_folder(data_copy):
          ["forms.csv", "row 4", "field 'laxative'", "contract"]),
         ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,", "oxide,Magnesium oxide,,",
          ["forms.csv", "row 4", "field 'name_de'", "required"]),
-        ("evidence.csv", "glycinate,sleep,0.60,C", "glycinate,sleepiness,0.60,C",
+        ("evidence.csv", "glycinate,sleep,0.45,D", "glycinate,sleepiness,0.45,D",
          ["evidence.csv", "row 2", "field 'goal'", "sleepiness"]),
-        ("evidence.csv", "glycinate,sleep,0.60,C", "glycinate,sleep,0.60,E",
+        ("evidence.csv", "glycinate,sleep,0.45,D", "glycinate,sleep,0.45,E",
          ["evidence.csv", "row 2", "field 'grade'"]),
         ("weights.csv", "always,absorption,1.0", "always,absorbency,1.0",
          ["weights.csv", "row 2", "field 'attribute'"]),
@@ -118,18 +130,45 @@ def test_a_copy_loads_from_a_folder(data_copy):
          ["intake_limits.csv", "field 'age_min'", "[8]"]),
         ("interactions.csv", "digoxin,warning", "digoxin,critical", ["interactions.csv", "row 12", "field 'severity'"]),
         ("caveats.csv", "infant,answer,critical", "infantile,answer,critical",
-         ["caveats.csv", "row 6", "field 'code'"]),
+         ["caveats.csv", "row 8", "field 'code'"]),
         ("rules.toml", "low_absorption_below = 0.4", "low_absorption_below = \"low\"",
          ["rules.toml", "thresholds.low_absorption_below"]),
         ("rules.toml", "[thresholds]", "[thresholds", ["rules.toml", "not valid TOML"]),
         ("manifest.toml", 'knowledge_base_version = "', 'knowledge_base_versio = "',
          ["manifest.toml", "knowledge_base_version"]),
-        ("../../medicines.csv", "omeprazole,7646,cpic-drug-table", "omeprazole,7646,",
-         ["medicines.csv", "row 64", "field 'rxcui_source'", "needs a source id"]),
-        ("../../medicines.csv", "omeprazole,7646,cpic-drug-table", "omeprazole,7646,nowhere-2024",
-         ["medicines.csv", "row 64", "field 'rxcui_source'", "nowhere-2024"]),
-        ("../../medicines.csv", "prilosec,ppi,brand,omeprazole,,", "prilosec,ppi,brand,omeprazole,,rxnorm-release",
-         ["medicines.csv", "row 65", "field 'rxcui_source'", "no rxcui"]),
+        ("../../medicines.csv", "omeprazole,7646,cpic-drug-table,", "omeprazole,7646,,",
+         ["medicines.csv", f"row {line_of('medicines.csv', 'omeprazole,ppi,generic')}", "field 'rxcui_source'",
+          "needs a source id"]),
+        ("../../medicines.csv", "omeprazole,7646,cpic-drug-table,", "omeprazole,7646,nowhere-2024,",
+         ["medicines.csv", f"row {line_of('medicines.csv', 'omeprazole,ppi,generic')}", "field 'rxcui_source'",
+          "nowhere-2024"]),
+        ("../../medicines.csv", "prilosec,ppi,brand,omeprazole,,,", "prilosec,ppi,brand,omeprazole,,rxnorm-release,",
+         ["medicines.csv", f"row {line_of('medicines.csv', 'prilosec,')}", "field 'rxcui_source'", "no rxcui"]),
+        ("../../medicines.csv", "prilosec,ppi,brand,omeprazole,,,name-prilosec", "prilosec,ppi,brand,omeprazole,,,",
+         ["medicines.csv", f"row {line_of('medicines.csv', 'prilosec,')}", "field 'name_source'"]),
+        ("ingredient_interactions.csv", "moxifloxacin,fluoroquinolone,separate,4,8",
+         "moxifloxacin,fluoroquinolone,separate,0,0",
+         ["ingredient_interactions.csv", "row 3", "field 'management'", "needs hours"]),
+        ("ingredient_interactions.csv", "moxifloxacin,fluoroquinolone,separate,4,8",
+         "moxifloxacin,fluoroquinolone,avoid,0,0",
+         ["ingredient_interactions.csv", "row 3", "field 'text_en'", "its own text"]),
+        ("ingredient_interactions.csv", "moxifloxacin,fluoroquinolone", "moxifloxacin,tetracycline",
+         ["ingredient_interactions.csv", "row 3", "field 'ingredient'", "not listed"]),
+        ("kidney_bands.csv", "unknown,,,kidney_function_unknown,exclude_listed,oxide;hydroxide;sulfate,65",
+         "unknown,,,kidney_function_unknown,exclude_listed,oxide;hydroxide;sulfate,70",
+         ["kidney_bands.csv", "field 'excluded_forms'", "from age 65"]),
+        ("caveats.csv", "kidney_function_unknown,answer,info,warning,65", "kidney_function_unknown,answer,info,,",
+         ["caveats.csv", "escalated_severity", "warning from age 65"]),
+        ("caveats.csv", "serum_magnesium_high,answer,critical", "serum_magnesium_high,answer,warning",
+         ["caveats.csv", "serum_magnesium_high is critical"]),
+        ("rules.toml", "high_above_mmol_l = 1.05", "high_above_mmol_l = 1.2",
+         ["rules.toml", "serum_magnesium.high_above_mmol_l", "contract"]),
+        ("rules.toml", "min_age = 12", "min_age = 10", ["rules.toml", "occasional_use.min_age"]),
+        ("forms.csv", "heptahydrate,true,occasional", "heptahydrate,true,daily",
+         ["forms.csv", "field 'use'", "sulfate"]),
+        ("caveats.csv", "cramps_evidence_limited,answer,info,,,evidence_cramps",
+         "cramps_evidence_limited,answer,info,,,cramps",
+         ["caveats.csv", "field 'limits_evidence'"]),
     ],
 )
 def test_malformed_files_name_file_row_and_field(data_copy, file, old, new, expected):
@@ -176,7 +215,7 @@ def test_a_missing_file_is_named(data_copy):
 
 def test_an_extra_form_is_a_data_change_only(data_copy):
     edit(data_copy / "forms.csv", "orotate,", "pidolate,Magnesium pidolate,Magnesiumpidolat,magnesium pidolate,"
-         "C10H12MgN2O6,anhydrous,false,formwise-editorial,\norotate,")
+         "C10H12MgN2O6,anhydrous,false,daily,formwise-editorial,\norotate,")
     rows = [f"pidolate,{name},{value},formwise-editorial,\n" for name, value in (
         ("elemental_fraction", 0.086), ("absorption", 0.7), ("laxative_strength", 0.3), ("gi_tolerance", 0.6),
         ("relative_cost", 0.6), ("unit_elemental_mg", 100))]

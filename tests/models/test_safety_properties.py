@@ -13,6 +13,7 @@ from models.engine import EXCLUSION_BIT
 from models.features import feature_matrix
 from models.knowledge import default_knowledge_base
 from models.recommender import Recommender
+from tests.contract_rules import check_contract
 from tests.models.profiles import profiles
 
 KB = default_knowledge_base()
@@ -20,7 +21,6 @@ HAND_SET = Recommender(KB, artifact=None)
 ACTIVE = Recommender(KB)  # the shipped learned model when its artifact loads
 SHAPE = HAND_SET.engine.weights.shape
 LAXATIVE = {form.id for form in KB.forms if form.laxative}
-UPPER_LIMIT = {range(1, 4): 65, range(4, 9): 110, range(9, 121): 350}
 
 
 def random_recommender(seed: int) -> Recommender:
@@ -31,59 +31,15 @@ def random_recommender(seed: int) -> Recommender:
 RECOMMENDERS = [HAND_SET, ACTIVE] + [random_recommender(seed) for seed in range(3)]
 
 
-def upper_limit(age: int) -> int:
-    return next(limit for ages, limit in UPPER_LIMIT.items() if age in ages)
-
-
 def check_hard_rules(profile: dict, answer: dict) -> None:
-    codes = {c["code"] for c in answer["caveats"]}
-    recommended = [r["form"] for r in answer["recommendations"]]
-    excluded = {e["form"]: {r["code"] for r in e["reasons"]} for e in answer["excluded"]}
-
-    assert "consult_clinician" in codes
-    assert answer["max_severity"] == max((c["severity"] for c in answer["caveats"]), key=vocab.SEVERITIES.index)
-    # Every form exactly once: recommended, excluded, or left out by the limit.
-    assert not set(recommended) & set(excluded)
-    assert len(recommended) == len(set(recommended))
-    assert set(recommended) | set(excluded) <= set(KB.form_ids)
-
-    egfr, dialysis = profile["egfr"], profile["dialysis"]
-    severe = dialysis or (egfr is not None and egfr < 30)
-    # Rule 1: a critical caveat empties the recommendations and excludes every form.
-    if any(c["severity"] == "critical" for c in answer["caveats"]):
-        assert recommended == []
-        assert set(excluded) == set(KB.form_ids)
-    if severe:
-        assert "kidney_impairment_severe" in codes
-    if profile["age"] < 1:
-        assert "infant" in codes and recommended == []
-    # Rule 2: moderate band excludes oxide and hydroxide; the rest carry caution.
-    if not severe and egfr is not None and 30 <= egfr < 60:
-        assert "kidney_impairment_moderate" in codes
-        assert {"oxide", "hydroxide"} <= set(excluded)
-        assert all(r["status"] == "caution" for r in answer["recommendations"])
-    # Rule 3: avoided forms are excluded with avoided_by_user.
-    for form_id in profile["preferences"]["avoid_forms"]:
-        assert "avoided_by_user" in excluded[form_id]
-    # Rule 4: the dose never exceeds the age's supplemental upper limit.
-    for rec in answer["recommendations"]:
-        assert rec["dose"]["elemental_mg_per_day"]["max"] <= upper_limit(profile["age"])
-        assert 0 <= rec["dose"]["elemental_mg_per_day"]["min"] <= rec["dose"]["elemental_mg_per_day"]["max"]
-    # Rule 5: with diarrhoea, IBS-D or a sensitive stomach no laxative form is first.
-    if set(profile["conditions"]) & set(vocab.GI_SENSITIVE_CONDITIONS) and recommended:
-        assert recommended[0] not in LAXATIVE
-    # Ranks start at 1 and follow descending score.
-    assert [r["rank"] for r in answer["recommendations"]] == list(range(1, len(recommended) + 1))
-    scores = [r["score"] for r in answer["recommendations"]]
-    assert scores == sorted(scores, reverse=True)
-    assert all(0.0 <= s <= 1.0 for s in scores)
+    check_contract(profile, answer, KB.form_ids, LAXATIVE)
 
 
 @pytest.mark.parametrize("recommender", RECOMMENDERS, ids=lambda r: r.model_version)
 @settings(max_examples=300, deadline=None)
 @given(profile=profiles, limit=st.integers(1, 20))
 def test_hard_rules_hold_for_any_profile_and_any_weights(recommender, profile, limit):
-    answer = recommender.recommend([profile], limit=limit)[0]
+    answer = recommender.recommend([profile], limit=limit, explain=limit % 2 == 0)[0]
     check_hard_rules(profile, answer)
     eligible = len(KB.form_ids) - len(answer["excluded"])
     assert len(answer["recommendations"]) == min(limit, eligible)
@@ -162,8 +118,11 @@ def test_the_key_tables_give_exactly_the_full_product(batch_profiles, which):
 
     assert np.array_equal(scored.kidney_moderate, engine.key_kidney_moderate[key])
     infant = batch.age < KB.rules["age_groups"]["infant_below"]
-    expected_bits = engine.band_exclusion_bits[band] | np.where(infant, EXCLUSION_BIT["infant"], 0).astype(
-        np.uint8)[:, None]
+    band_applies = batch.age >= engine.band_excluded_from_age[band]  # rule 7: the unknown band from 65
+    too_young = (batch.age < KB.rules["occasional_use"]["min_age"])[:, None] & engine.occasional  # rule 8
+    expected_bits = (np.where(band_applies[:, None], engine.band_exclusion_bits[band], 0).astype(np.uint8)
+                     | np.where(infant, EXCLUSION_BIT["infant"], 0).astype(np.uint8)[:, None]
+                     | np.where(too_young, EXCLUSION_BIT["not_for_daily_use"], 0).astype(np.uint8))
     assert np.array_equal(engine.key_exclusion_bits[key], expected_bits)
     assert np.array_equal(engine.key_kidney_moderate[key], engine.band_is_moderate[band])
     caveats = engine.key_caveats[key]
@@ -177,7 +136,8 @@ def test_the_key_tables_give_exactly_the_full_product(batch_profiles, which):
 def test_the_compiled_loop_scores_and_ranks_as_the_formula_says(batch_profiles, which):
     """models/kernel.py against the formula written with NumPy: scores are the logistic of the
     full product (to within the last bit of exp), except the laxative forms rule 5 scales down
-    for a sensitive gut; eligible forms lead, best first, ties in knowledge-base order."""
+    for a sensitive gut and the occasional-use forms rule 8 scales below the other laxatives;
+    eligible forms lead, best first, ties in knowledge-base order."""
     engine = RECOMMENDERS[which].engine
     batch = RECOMMENDERS[which].batch(batch_profiles)
     scored = engine.score(batch)
@@ -185,7 +145,7 @@ def test_the_compiled_loop_scores_and_ranks_as_the_formula_says(batch_profiles, 
     sensitive_columns = [vocab.CONDITIONS.index(c) for c in vocab.GI_SENSITIVE_CONDITIONS]
     sensitive = batch.conditions[:, sensitive_columns].any(axis=1)
     differs = ~np.isclose(scored.scores, expected, rtol=1e-15, atol=0)
-    assert not (differs & ~(sensitive[:, None] & engine.laxative)).any()
+    assert not (differs & ~((sensitive[:, None] & engine.laxative) | engine.occasional)).any()
     assert (scored.scores[differs] < expected[differs]).all()
 
     eligible = scored.exclusion_bits == 0

@@ -14,8 +14,9 @@ def test_recommend_prints_a_table_with_caveats_first(runner):
     lines = result.output.splitlines()
     assert lines[0].startswith("[WARNING]")
     assert any(line.startswith("1    citrate") for line in lines)
-    assert "Excluded: oxide (kidney_impairment_moderate), hydroxide (kidney_impairment_moderate)" in result.output
-    assert "Interaction: doxycycline (tetracycline)" in result.output
+    assert ("Excluded: oxide (kidney_impairment_moderate), hydroxide (kidney_impairment_moderate), "
+            "sulfate (kidney_impairment_moderate, not_for_daily_use)") in result.output
+    assert "Interaction: doxycycline (tetracycline, separate): " in result.output
 
 
 def test_recommend_json_is_the_api_answer_shape(runner, client):

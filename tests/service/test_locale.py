@@ -72,7 +72,9 @@ def test_a_german_answer_is_german_throughout(client):
     for caveat in body["caveats"]:
         assert caveat["text"] == by_code[caveat["code"]].texts["de"]
     for interaction in body["interactions"]:
-        assert interaction["text"] == KB.interactions[interaction["drug_class"]].texts["de"]
+        row = KB.interaction_for(interaction["ingredient"], interaction["drug_class"])
+        assert interaction["text"] == row.text("de")
+        assert "Stunden" in interaction["text"] or interaction["management"] != "separate"
     german_reasons = {text for w in KB.weights for text in (w.reason_plus["de"], w.reason_minus["de"])}
     for recommendation in body["recommendations"]:
         assert recommendation["reasons"] and all(r["text"] in german_reasons for r in recommendation["reasons"])
