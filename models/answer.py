@@ -108,11 +108,13 @@ class AnswerBuilder:
         self.max_reasons = self.kb.rules["reasons"]["max_reasons"]
         self.min_contribution = self.kb.rules["reasons"]["min_contribution"]
         self.medicines = engine.medicines
-        # Rule 10: per answer caveat (bit), the scored attributes whose "+" reasons it silences.
+        self.disclaimers = self.kb.texts["disclaimer"]
+        # Rule 10: the answer caveats that silence "+" reasons (their bit), each with the bits of
+        # the scored attributes it silences; checked only when one of them is raised.
         attribute_bit = {name: 1 << m for m, name in enumerate(engine.attribute_names)}
-        self.silenced_by_caveat = [
-            sum(attribute_bit[name] for name in self.kb.caveats[code].limits_evidence)
-            for code in vocab.ANSWER_CAVEATS]
+        self.silencing = [(1 << column, sum(attribute_bit[name] for name in self.kb.caveats[code].limits_evidence))
+                          for column, code in enumerate(vocab.ANSWER_CAVEATS) if self.kb.caveats[code].limits_evidence]
+        self.silencing_bits = sum(bit for bit, _ in self.silencing)
         self.duplicate_magnesium_bit = 1 << vocab.ANSWER_CAVEATS.index("duplicate_magnesium")
         self._product_class = vocab.INTERACTION_CLASSES.index("magnesium_product")
         self.evening_factors = frozenset(FEATURE_NAMES.index(factor)
@@ -141,9 +143,9 @@ class AnswerBuilder:
         per_form = scored.per_form[:, row].tolist()
         caveat_bits = profile[CAVEAT_BITS]
         silenced = 0
-        if caveat_bits:
-            for column, attributes in enumerate(self.silenced_by_caveat):
-                if attributes and caveat_bits >> column & 1:
+        if caveat_bits & self.silencing_bits:
+            for bit, attributes in self.silencing:
+                if caveat_bits & bit:
                     silenced |= attributes
         ranked = profile[ORDER: ORDER + min(limit, profile[ELIGIBLE_COUNT])]
         recommendations = [
@@ -168,8 +170,8 @@ class AnswerBuilder:
             "interactions": [{**self._interaction(component, locale), "medication": name}
                              for name, components in recognized for component in components],
             "unrecognized_medications": unrecognized,
-            "medication_suggestions": self._suggestions(unrecognized),
-            "disclaimer": self._text("disclaimer", locale),
+            "medication_suggestions": self._suggestions(unrecognized) if unrecognized else [],
+            "disclaimer": self.disclaimers.get(locale) or self.disclaimers[vocab.DEFAULT_LOCALE],
         }
         if schedule is not None:
             times = {name: [value] if isinstance(value, str) else list(value) for name, value in schedule.items()}
