@@ -32,7 +32,8 @@ PROFILES = [
      "medications": ["doxycycline", "omeprazole"]},  # ../shared/bench/request.json
     {"age": 72, "sex": "male", "goals": ["general"], "medications": ["Synthroid", "Lasix"]},
     {"age": 35, "sex": "female", "egfr": 100, "goals": ["sleep", "relaxation"]},
-    {"age": 61, "egfr": 75, "conditions": ["constipation"], "medications": ["L-Thyroxin Henning 75", "Pantoprazol 20 mg"]},
+    {"age": 61, "egfr": 75, "conditions": ["constipation"],
+     "medications": ["L-Thyroxin Henning 75", "Pantoprazol 20 mg"]},
     {"age": 44, "egfr": 95, "conditions": ["migraine"], "goals": ["migraine_prevention"],
      "medications": ["dolutegravir/lamivudine", "moxifloxacin 400 mg"]},
 ]
