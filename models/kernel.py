@@ -393,14 +393,19 @@ def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layo
                             scores[i, f] *= factor
         # Rule 8: an occasional-use form (Epsom salt) ranks below every other eligible
         # laxative form: scaled under the lowest of them.
-        lowest_laxative = np.inf
+        occasional_eligible = False
         for f in range(n_forms):
-            if bits[f] == 0 and tables.laxative[f] and not tables.occasional[f]:
-                lowest_laxative = min(lowest_laxative, scores[i, f])
-        if lowest_laxative < np.inf:
+            if bits[f] == 0 and tables.occasional[f]:
+                occasional_eligible = True
+        if occasional_eligible:  # most profiles have excluded it already
+            lowest_laxative = np.inf
             for f in range(n_forms):
-                if bits[f] == 0 and tables.occasional[f] and scores[i, f] > 0.0:
-                    scores[i, f] *= min(1.0, 0.99 * lowest_laxative / scores[i, f])
+                if bits[f] == 0 and tables.laxative[f] and not tables.occasional[f]:
+                    lowest_laxative = min(lowest_laxative, scores[i, f])
+            if lowest_laxative < np.inf:
+                for f in range(n_forms):
+                    if bits[f] == 0 and tables.occasional[f] and scores[i, f] > 0.0:
+                        scores[i, f] *= min(1.0, 0.99 * lowest_laxative / scores[i, f])
 
         # ---- ranking: eligible forms by score, best first; ties keep knowledge-base order --
         eligible = 0
