@@ -247,14 +247,15 @@ class Engine:
         for code, trigger in triggers.items():
             for word in (*trigger.get("conditions", ()), *trigger.get("goals", ())):
                 self.word_caveats[words.index(word), CAVEAT_COLUMN[code]] = 1.0
-        # Two more columns after the caveats: "laxatives excluded" and "GI-sensitive" (rule 5).
+        self.word_caveat_bits = self.word_caveats.astype(np.int64) @ (1 << np.arange(n_answer_caveats, dtype=np.int64))
+        # Per word, two GI triggers: "laxatives excluded" and "GI-sensitive" (rule 5).
         gi_columns = np.zeros((len(words), 2), dtype=np.float32)
         for condition, rule in kb.gi_rules.items():
             if rule.laxative_forms == "exclude":
                 gi_columns[words.index(condition), 0] = 1.0
         for condition in vocab.GI_SENSITIVE_CONDITIONS:
             gi_columns[words.index(condition), 1] = 1.0
-        self.word_triggers = np.concatenate([self.word_caveats, gi_columns], axis=1).astype(np.float64)
+        self.word_triggers = gi_columns.astype(np.float64)
         self.laxative_exclusion_bits = np.where(self.laxative, EXCLUSION_BIT["may_worsen_diarrhea"], 0).astype(
             np.uint8)
 
@@ -340,8 +341,10 @@ class Engine:
         caveats[:, CAVEAT_COLUMN["breastfeeding"]] = breastfeeding
         self.key_caveats = caveats
         self.key_caution = kidney_moderate[:, None] | self.static_caution
-        # One product for the words: their utility rows, then their caveat and GI triggers.
+        # One product for the words: their utility rows, then their GI triggers.
         self.word_products = np.concatenate([self.feature_to_form[WORD_FEATURES], self.word_triggers], axis=1)
+        self.key_caveat_bits = self.key_caveats.astype(np.int64) @ (1 << np.arange(self.key_caveats.shape[1],
+                                                                                      dtype=np.int64))
         self.tables = self._scoring_tables()
         self.packed_tables = pack_tables(self.tables)  # as models.kernel.score_profiles takes them
 
@@ -360,7 +363,8 @@ class Engine:
             key_utility=np.ascontiguousarray(self.key_utility),
             word_products=np.ascontiguousarray(self.word_products),
             key_exclusion_bits=np.ascontiguousarray(self.key_exclusion_bits),
-            key_caveats=np.ascontiguousarray(self.key_caveats),
+            key_caveat_bits=np.ascontiguousarray(self.key_caveat_bits),
+            word_caveat_bits=np.ascontiguousarray(self.word_caveat_bits),
             key_caution=np.ascontiguousarray(self.key_caution),
             key_kidney_moderate=np.ascontiguousarray(self.key_kidney_moderate),
             laxative=self.laxative.astype(bool),

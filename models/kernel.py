@@ -69,9 +69,10 @@ class ScoringTables(NamedTuple):
     dialysis_band: int  # the band row of a profile on dialysis; row B is "eGFR unknown"
     ages: int  # rows of the per-age tables (0..120)
     key_utility: np.ndarray  # float64 (keys, F): utility of everything but the words
-    word_products: np.ndarray  # float64 (words, F + caveats + 2): utility, caveat and GI triggers
+    word_products: np.ndarray  # float64 (words, F + 2): utility, then the GI triggers
     key_exclusion_bits: np.ndarray  # uint8 (keys, F)
-    key_caveats: np.ndarray  # bool (keys, caveats)
+    key_caveat_bits: np.ndarray  # int64 (keys,): the answer caveats the key raises, bit a = caveat a
+    word_caveat_bits: np.ndarray  # int64 (words,): the answer caveats each word raises
     key_caution: np.ndarray  # bool (keys, F)
     key_kidney_moderate: np.ndarray  # bool (keys,)
     laxative: np.ndarray  # bool (F,)
@@ -178,39 +179,40 @@ def unpack_tables(floats, small, ints, layout):
         _2d(floats, layout, 3),  # key_utility
         _2d(floats, layout, 4),  # word_products
         _2d(small, layout, 5),  # key_exclusion_bits
-        _2d(small, layout, 6).view(np.bool_),  # key_caveats
-        _2d(small, layout, 7).view(np.bool_),  # key_caution
-        _1d(small, layout, 8).view(np.bool_),  # key_kidney_moderate
-        _1d(small, layout, 9).view(np.bool_),  # laxative
-        ints[layout[10, 0]],  # avoided_bit
-        _1d(small, layout, 11),  # gi_exclusion_bits
-        ints[layout[12, 0]],  # worsens_diarrhea_bit
-        _1d(ints, layout, 13),  # class_severity
-        _1d(ints, layout, 14),  # class_caveat_column
-        _1d(ints, layout, 15),  # caveat_severity
-        _1d(ints, layout, 16),  # caveat_escalated_severity
-        _1d(ints, layout, 17),  # caveat_escalated_from_age
-        _1d(ints, layout, 18),  # caveat_exclusion_bits
-        ints[layout[19, 0]],  # interaction_column
-        ints[layout[20, 0]],  # unrecognized_column
-        _1d(floats, layout, 21),  # serum_thresholds
-        ints[layout[22, 0]],  # serum_high_column
-        ints[layout[23, 0]],  # serum_low_column
-        _1d(small, layout, 24).view(np.bool_),  # occasional
-        ints[layout[25, 0]],  # occasional_goal_word
-        ints[layout[26, 0]],  # not_for_daily_use_bit
-        _2d(floats, layout, 27),  # elemental_max_by_age
-        _2d(floats, layout, 28),  # elemental_min_by_age
-        _1d(floats, layout, 29),  # start_dose_by_age
-        _1d(floats, layout, 30),  # unit_elemental_mg
-        _1d(ints, layout, 31),  # allowed_units_by_setting
-        _3d(small, layout, 32).view(np.bool_),  # burden_by_age_and_units
-        _1d(ints, layout, 33),  # static_form_caveat_bits
-        ints[layout[34, 0]],  # worsens_diarrhea_column
-        ints[layout[35, 0]],  # high_unit_burden_column
-        ints[layout[36, 0]] != 0,  # worsens_diarrhea_warns
-        ints[layout[37, 0]] != 0,  # high_unit_burden_warns
-        _2d(small, layout, 38).view(np.bool_),  # age_factors
+        _1d(ints, layout, 6),  # key_caveat_bits
+        _1d(ints, layout, 7),  # word_caveat_bits
+        _2d(small, layout, 8).view(np.bool_),  # key_caution
+        _1d(small, layout, 9).view(np.bool_),  # key_kidney_moderate
+        _1d(small, layout, 10).view(np.bool_),  # laxative
+        ints[layout[11, 0]],  # avoided_bit
+        _1d(small, layout, 12),  # gi_exclusion_bits
+        ints[layout[13, 0]],  # worsens_diarrhea_bit
+        _1d(ints, layout, 14),  # class_severity
+        _1d(ints, layout, 15),  # class_caveat_column
+        _1d(ints, layout, 16),  # caveat_severity
+        _1d(ints, layout, 17),  # caveat_escalated_severity
+        _1d(ints, layout, 18),  # caveat_escalated_from_age
+        _1d(ints, layout, 19),  # caveat_exclusion_bits
+        ints[layout[20, 0]],  # interaction_column
+        ints[layout[21, 0]],  # unrecognized_column
+        _1d(floats, layout, 22),  # serum_thresholds
+        ints[layout[23, 0]],  # serum_high_column
+        ints[layout[24, 0]],  # serum_low_column
+        _1d(small, layout, 25).view(np.bool_),  # occasional
+        ints[layout[26, 0]],  # occasional_goal_word
+        ints[layout[27, 0]],  # not_for_daily_use_bit
+        _2d(floats, layout, 28),  # elemental_max_by_age
+        _2d(floats, layout, 29),  # elemental_min_by_age
+        _1d(floats, layout, 30),  # start_dose_by_age
+        _1d(floats, layout, 31),  # unit_elemental_mg
+        _1d(ints, layout, 32),  # allowed_units_by_setting
+        _3d(small, layout, 33).view(np.bool_),  # burden_by_age_and_units
+        _1d(ints, layout, 34),  # static_form_caveat_bits
+        ints[layout[35, 0]],  # worsens_diarrhea_column
+        ints[layout[36, 0]],  # high_unit_burden_column
+        ints[layout[37, 0]] != 0,  # worsens_diarrhea_warns
+        ints[layout[38, 0]] != 0,  # high_unit_burden_warns
+        _2d(small, layout, 39).view(np.bool_),  # age_factors
     )
 
 
@@ -269,7 +271,7 @@ def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layo
     if flags.shape[1] != forms_start + n_forms or flags.shape[0] != n or whole_numbers.shape[0] != n \
             or whole_numbers.shape[1] != 3 or measurements.shape[1] != MEASUREMENTS:
         raise ValueError("the profile batch was not made for this engine's vocabulary and forms")
-    n_caveats = tables.key_caveats.shape[1]
+    n_caveats = tables.caveat_severity.shape[0]
     n_bands = tables.band_upper_edges.shape[0]
     n_settings = tables.allowed_units_by_setting.shape[0]
     unknown_band = n_bands
@@ -305,11 +307,13 @@ def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layo
 
         # ---- utility and score: the key's row plus the rows of the profile's words -------
         sums[:] = 0.0
+        word_caveats = 0
         for w in range(n_words):
             if flags[i, WORDS + w]:
                 sums += products[w]
-        gi_exclude = sums[n_forms + n_caveats] > 0
-        gi_sensitive = sums[n_forms + n_caveats + 1] > 0
+                word_caveats |= tables.word_caveat_bits[w]
+        gi_exclude = sums[n_forms] > 0
+        gi_sensitive = sums[n_forms + 1] > 0
         for f in range(n_forms):
             utility = sums[f] + tables.key_utility[key, f]
             scores[i, f] = 1.0 / (np.exp(-utility) + 1.0)
@@ -324,34 +328,32 @@ def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layo
                 if tables.class_caveat_column[class_position] >= 0:
                     class_caveats |= 1 << tables.class_caveat_column[class_position]
         per_profile[i, INTERACTION_SEVERITY] = severity
+        caveat_bits = tables.key_caveat_bits[key] | word_caveats | class_caveats
+        if severity >= 0:
+            caveat_bits |= 1 << tables.interaction_column
+        if flags[i, UNRECOGNIZED]:
+            caveat_bits |= 1 << tables.unrecognized_column
+        if serum_magnesium > serum_high_above:  # False when unknown (NaN)
+            caveat_bits |= 1 << tables.serum_high_column
+        if serum_magnesium < serum_low_below:
+            caveat_bits |= 1 << tables.serum_low_column
         highest = np.int8(-1)
-        caveat_bits = 0
         escalated_bits = 0
         critical_exclusion = 0
         for a in range(n_caveats):
+            if not (caveat_bits >> a) & 1:
+                continue
             if a == tables.interaction_column:
-                raised = severity >= 0
                 caveat_level = severity
             else:
-                if a == tables.unrecognized_column:
-                    raised = flags[i, UNRECOGNIZED]
-                elif a == tables.serum_high_column:
-                    raised = serum_magnesium > serum_high_above  # False when unknown (NaN)
-                elif a == tables.serum_low_column:
-                    raised = serum_magnesium < serum_low_below
-                else:
-                    raised = sums[n_forms + a] > 0 or tables.key_caveats[key, a] or (class_caveats >> a) & 1 == 1
                 caveat_level = tables.caveat_severity[a]
                 if tables.caveat_escalated_severity[a] >= 0 and profile_age >= tables.caveat_escalated_from_age[a]:
                     caveat_level = tables.caveat_escalated_severity[a]
-                    if raised:
-                        escalated_bits |= 1 << a
-            if raised:
-                caveat_bits |= 1 << a
-                if caveat_level > highest:
-                    highest = caveat_level
-                if caveat_level == CRITICAL:  # rule 1: a critical caveat excludes every form
-                    critical_exclusion |= tables.caveat_exclusion_bits[a]
+                    escalated_bits |= 1 << a
+            if caveat_level > highest:
+                highest = caveat_level
+            if caveat_level == CRITICAL:  # rule 1: a critical caveat excludes every form
+                critical_exclusion |= tables.caveat_exclusion_bits[a]
         per_profile[i, CAVEAT_BITS] = caveat_bits
         per_profile[i, ESCALATED_CAVEAT_BITS] = escalated_bits
         per_profile[i, MAX_SEVERITY] = highest
