@@ -55,6 +55,7 @@ any_cell = {
     "breastfeeding": booleans,
     "egfr": numbers,
     "dialysis": booleans,
+    "serum_magnesium": numbers,
     "conditions": word_cell(vocab.CONDITIONS),
     "goals": word_cell(vocab.GOALS),
     "medications": medication_cell,
@@ -75,10 +76,12 @@ good_cell = {
     "breastfeeding": st.sampled_from(["", "false", "1"]),
     "egfr": st.sampled_from(["", "29.999", "30", "59.99", "60", "250", "0"]) | st.floats(0, 250).map(repr),
     "dialysis": st.sampled_from(["", "false", "true"]),
+    "serum_magnesium": st.sampled_from(["", "0.69", "0.70", "1.05", "1.06", "10", "0"]) | st.floats(0, 10).map(repr),
     "conditions": sample_words(vocab.CONDITIONS),
     "goals": sample_words(vocab.GOALS),
     "medications": st.lists(st.sampled_from(["omeprazole", "Doxycycline", "LASIX", "rxcui:10582", "zzz", "a, b",
-                                             "zzz"]), max_size=3).map(";".join),
+                                             "zzz", "Maalox", "dolutegravir/lamivudine", "Pantoprazol 20 mg",
+                                             "doxycyline"]), max_size=3).map(";".join),
     "avoid_forms": sample_words(FORM_IDS),
     "max_units_per_day": st.sampled_from(["", "1", "12", "3.0"]),
 }
@@ -98,7 +101,7 @@ def api_value(name: str, cell: str):
     text = cell.strip()
     if not text:
         return ...
-    if name in ("age", "egfr", "max_units_per_day"):
+    if name in ("age", "egfr", "serum_magnesium", "max_units_per_day"):
         return json.loads(text) if re.match(JSON_NUMBER, text) else text
     if name in ("pregnant", "breastfeeding", "dialysis"):
         return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
@@ -163,7 +166,7 @@ def test_rows_are_judged_like_the_api(encoder, recommender, rows):
             for name in ("age", "sex", "pregnant", "breastfeeding", "dialysis", "conditions", "goals",
                          "interaction_classes", "has_unrecognized_medication", "avoid_forms", "max_units_per_day"):
                 assert np.array_equal(getattr(chunk.batch, name)[scored], getattr(reference, name)[0]), name
-            assert np.array_equal(chunk.batch.egfr[scored], reference.egfr[0], equal_nan=True)
+            assert np.array_equal(chunk.batch.measurements[scored], reference.measurements[0], equal_nan=True)
             assert chunk.unrecognized[scored].as_py() == ";".join(reference.unrecognized_medications[0])
             scored += 1
     assert scored == len(chunk.batch)
