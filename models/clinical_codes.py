@@ -1,11 +1,14 @@
 """Clinical codes, and FHIR R4 resources read into a contract profile.
 
-Which LOINC codes count as eGFR or serum magnesium and which SNOMED CT codes stand for the
-contract's conditions, pregnancy, breastfeeding and dialysis are facts in ``data/codes/``
-(each row with a source id). Which FHIR states count as current, which eGFR is used (the
-newest), and how a reported bound such as "<60" or a birth year alone is read are decisions,
-made here once. Pure functions over plain dicts: no HTTP and no Flask; the CDS Hooks
-adapter fetches the resources and hands them over."""
+Which LOINC codes count as eGFR or serum magnesium, which SNOMED CT codes stand for the
+contract's conditions, pregnancy, breastfeeding and dialysis, which stand for a stage of
+chronic kidney disease (and the eGFR that stage implies), and which units the values may
+come in (with their factor to the contract's unit) are facts in ``data/codes/`` (each row
+with a source id). Which FHIR states count as current, which value is used (the newest, not
+older than a set age, in a unit known), whether a CKD stage or an eGFR wins (the newer),
+how a reported bound such as "<60" or a birth year alone is read, and which draft order is
+being judged are decisions, made here once. Pure functions over plain dicts: no HTTP and no
+Flask; the CDS Hooks adapter fetches the resources and hands them over."""
 
 from __future__ import annotations
 
@@ -26,8 +29,15 @@ LOINC_SYSTEM = "http://loinc.org"
 SNOMED_SYSTEM = "http://snomed.info/sct"
 RXNORM_SYSTEM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+
 LOINC_ROLES = ("egfr", "serum_magnesium")
 PROFILE_FLAGS = ("pregnant", "breastfeeding", "dialysis")
+# What a kidney code on the problem list says: a stage (with the eGFR it implies), dialysis,
+# or a transplanted kidney.
+KIDNEY_STATUSES = ("ckd_stage", "dialysis", "transplant")
+# The contract's ranges: a value reported beyond one is read as its end.
+MEASUREMENT_RANGES = {"egfr": (0.0, 250.0), "serum_magnesium": (0.0, 10.0)}
 _LOINC_CODE = re.compile(r"^\d{1,7}-\d$")
 _SNOMED_CODE = re.compile(r"^\d{6,18}$")
 
@@ -37,9 +47,9 @@ CONDITION_INACTIVE_STATUSES = ("inactive", "remission", "resolved")
 CONDITION_UNTRUE_STATUSES = ("refuted", "entered-in-error")
 MEDICATION_REQUEST_STATUSES = ("active", "on-hold", "draft")
 MEDICATION_STATEMENT_STATUSES = ("active", "intended", "on-hold")
-# The contract's range for eGFR; a reported value beyond it is read as its end.
-EGFR_RANGE = (0.0, 250.0)
+EGFR_RANGE = MEASUREMENT_RANGES["egfr"]
 MAX_AGE = 120
+DEFAULT_MAX_OBSERVATION_AGE_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -52,12 +62,33 @@ class Code:
 
 
 @dataclass(frozen=True)
+class KidneyCode:
+    code: str
+    display: str
+    status: str  # KIDNEY_STATUSES
+    egfr_below: float | None  # a stage's (or a transplant's) upper eGFR bound: the eGFR is read just under it
+    url: str
+    source: str
+
+
+@dataclass(frozen=True)
 class ClinicalCodes:
     loinc: dict[str, Code]
     snomed: dict[str, Code]
+    kidney: dict[str, KidneyCode] = field(default_factory=dict)
+    # (role, unit as normalised by unit_key) -> factor to the contract's unit
+    units: dict[tuple[str, str], float] = field(default_factory=dict)
+    # RxCUI of a magnesium product (a clinical or branded drug) -> the salt its RxNorm name
+    # names: how a draft order coded only by product is recognised
+    products: dict[str, str] = field(default_factory=dict)
 
     def loinc_codes(self, role: str) -> tuple[str, ...]:
         return tuple(code for code, item in self.loinc.items() if item.meaning == role)
+
+
+def unit_key(unit: str) -> str:
+    """A unit as written in a record, compared without case and spaces ("mL/min/1.73 m2")."""
+    return "".join(str(unit).lower().split())
 
 
 def _load_codes(path: Path, citations, pattern: re.Pattern, meaning_column: str, meanings) -> dict[str, Code]:
@@ -77,13 +108,78 @@ def _load_codes(path: Path, citations, pattern: re.Pattern, meaning_column: str,
     return codes
 
 
+def _load_kidney_codes(path: Path, citations, other_snomed: dict[str, Code]) -> dict[str, KidneyCode]:
+    codes: dict[str, KidneyCode] = {}
+    for row, record in _read_csv(path, ("code", "display", "status", "egfr_below", "url", "source")):
+        code = record["code"]
+        if not _SNOMED_CODE.match(code):
+            raise KnowledgeBaseError(path, row, "code", f"'{code}' is not a valid code")
+        if code in codes or code in other_snomed:
+            raise KnowledgeBaseError(path, row, "code", f"duplicate code '{code}'")
+        if not record["display"]:
+            raise KnowledgeBaseError(path, row, "display", "value is required")
+        status = _choice(path, row, record, "status", KIDNEY_STATUSES)
+        below = None
+        if record["egfr_below"]:
+            try:
+                below = float(record["egfr_below"])
+            except ValueError:
+                raise KnowledgeBaseError(path, row, "egfr_below", f"'{record['egfr_below']}' is not a number") from None
+            if not 1 <= below <= EGFR_RANGE[1]:
+                raise KnowledgeBaseError(path, row, "egfr_below", f"{below} is outside 1..{EGFR_RANGE[1]:g}")
+        if (below is None) != (status == "dialysis"):
+            raise KnowledgeBaseError(path, row, "egfr_below", "a stage or transplant needs one; dialysis has none")
+        codes[code] = KidneyCode(code, record["display"], status, below, record["url"],
+                                 _source(path, row, record, citations))
+    return codes
+
+
+def _load_units(path: Path, citations) -> dict[tuple[str, str], float]:
+    units: dict[tuple[str, str], float] = {}
+    for row, record in _read_csv(path, ("role", "unit", "factor", "canonical", "source")):
+        role = _choice(path, row, record, "role", LOINC_ROLES)
+        key = (role, unit_key(record["unit"]))
+        if key in units:
+            raise KnowledgeBaseError(path, row, "unit", f"'{record['unit']}' is given twice for {role}")
+        try:
+            factor = float(record["factor"])
+        except ValueError:
+            raise KnowledgeBaseError(path, row, "factor", f"'{record['factor']}' is not a number") from None
+        if not factor > 0:
+            raise KnowledgeBaseError(path, row, "factor", "must be above 0")
+        _source(path, row, record, citations)
+        units[key] = factor
+    for role in LOINC_ROLES:
+        if not any(key[0] == role for key in units):
+            raise KnowledgeBaseError(path, None, "role", f"no unit for '{role}'")
+    return units
+
+
+def _load_products(path: Path, citations) -> dict[str, str]:
+    products: dict[str, str] = {}
+    for row, record in _read_csv(path, ("rxcui", "name", "ingredient", "source")):
+        if not record["rxcui"].isdigit():
+            raise KnowledgeBaseError(path, row, "rxcui", f"'{record['rxcui']}' is not a number")
+        if record["rxcui"] in products:
+            raise KnowledgeBaseError(path, row, "rxcui", f"duplicate RxCUI '{record['rxcui']}'")
+        if not record["ingredient"] or record["ingredient"].lower() not in record["name"].lower():
+            raise KnowledgeBaseError(path, row, "ingredient", "must be named in the product's name")
+        _source(path, row, record, citations)
+        products[record["rxcui"]] = record["ingredient"].lower()
+    return products
+
+
 def load_clinical_codes(folder: Path = CODES_DIR, citations_path: Path | None = None) -> ClinicalCodes:
     """Read and validate data/codes/; every row's source must resolve in citations.csv."""
     citations = _load_citations(citations_path or folder.parent / "citations.csv")
+    snomed = _load_codes(folder / "snomed_conditions.csv", citations, _SNOMED_CODE, "maps_to",
+                         (*vocab.CONDITIONS, *PROFILE_FLAGS))
     codes = ClinicalCodes(
         loinc=_load_codes(folder / "loinc.csv", citations, _LOINC_CODE, "role", LOINC_ROLES),
-        snomed=_load_codes(folder / "snomed_conditions.csv", citations, _SNOMED_CODE, "maps_to",
-                           (*vocab.CONDITIONS, *PROFILE_FLAGS)),
+        snomed=snomed,
+        kidney=_load_kidney_codes(folder / "snomed_kidney.csv", citations, snomed),
+        units=_load_units(folder / "units.csv", citations),
+        products=_load_products(folder / "rxnorm_magnesium_products.csv", citations),
     )
     for role in LOINC_ROLES:
         if not codes.loinc_codes(role):
@@ -177,6 +273,16 @@ def _status_code(concept) -> str | None:
     return None
 
 
+def _condition_moment(condition: dict) -> dt.datetime | None:
+    """When a condition was recorded (or began): the date a newer eGFR must beat."""
+    period = condition.get("onsetPeriod") or {}
+    for value in (condition.get("recordedDate"), condition.get("onsetDateTime"), period.get("start")):
+        moment = parse_fhir_moment(value)
+        if moment is not None:
+            return moment
+    return None
+
+
 def _observation_moment(observation: dict) -> dt.datetime | None:
     period = observation.get("effectivePeriod") or {}
     for value in (observation.get("effectiveDateTime"), observation.get("effectiveInstant"),
@@ -192,25 +298,42 @@ class FhirReading:
     """A contract profile read from FHIR, and what it was read from (for the card)."""
 
     profile: dict
-    egfr: dict | None = None
+    egfr: dict | None = None  # the observation used, its value in the contract's unit
     serum_magnesium: dict | None = None
     conditions: list[dict] = field(default_factory=list)
     medications: list[str] = field(default_factory=list)
     # name given to the engine -> how the record wrote it, e.g. "rxcui:3640" -> "Doxy 100 (rxcui:3640)"
     medication_labels: dict[str, str] = field(default_factory=dict)
+    # Kidney codes on the problem list; and the one whose stage set the eGFR, when a stage
+    # (newer than any eGFR measured) did.
+    kidney_conditions: list[dict] = field(default_factory=list)
+    egfr_from_condition: dict | None = None
+    # Values left out, each with why: {"role", "value", "unit", "date", "code", "reason": "unit" | "old"};
+    # "unit" is None when the value is in the contract's unit (converted from a known one)
+    ignored: list[dict] = field(default_factory=list)
+    # The selected draft orders for a magnesium product (order-select): {"reference", "label",
+    # "ingredient", "form" (a form id, or None when no form of the knowledge base is that salt),
+    # "resource"}. They are what is being judged, so they are not among the medicines.
+    ordered: list[dict] = field(default_factory=list)
 
 
 class FhirProfileReader:
     """Reads Patient, Observation, Condition, MedicationRequest and MedicationStatement
-    resources into one profile. ``medicine_index`` resolves medicine names and RxCUIs."""
+    resources into one profile. ``medicine_index`` resolves medicine names and RxCUIs;
+    ``form_by_ingredient`` names the form of each magnesium salt a medicine may contain."""
 
-    def __init__(self, codes: ClinicalCodes, medicine_index):
+    def __init__(self, codes: ClinicalCodes, medicine_index, form_by_ingredient: dict[str, str] | None = None,
+                 max_observation_age_days: int = DEFAULT_MAX_OBSERVATION_AGE_DAYS):
         self.codes = codes
         self.medicines = medicine_index
-        self.egfr_codes = frozenset(codes.loinc_codes("egfr"))
-        self.magnesium_codes = frozenset(codes.loinc_codes("serum_magnesium"))
+        self.form_by_ingredient = form_by_ingredient or {}
+        self.max_observation_age = dt.timedelta(days=max_observation_age_days)
+        self.role_codes = {role: frozenset(codes.loinc_codes(role)) for role in LOINC_ROLES}
 
-    def read(self, patient: dict, resources: list[dict], today: dt.date) -> FhirReading:
+    def read(self, patient: dict, resources: list[dict], today: dt.date, draft_orders=None,
+             selections: list[str] | None = None) -> FhirReading:
+        """``draft_orders`` (order-select) are judged when ``selections`` name them (all of
+        them when there are no selections); the others count as the patient's medicines."""
         if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
             raise MissingFhirData("Patient", "no Patient resource")
         profile: dict = {
@@ -220,23 +343,38 @@ class FhirProfileReader:
             "breastfeeding": False,
             "egfr": None,
             "dialysis": False,
+            "serum_magnesium": None,
             "conditions": [],
             "goals": [],
             "medications": [],
         }
         reading = FhirReading(profile)
+        now = dt.datetime.combine(today, dt.time.max, tzinfo=dt.UTC)
         observations = resources_of(resources, "Observation")
-        reading.egfr = self._newest(observations, self.egfr_codes)
-        if reading.egfr is not None:
-            profile["egfr"] = self._egfr_value(reading.egfr)
-        reading.serum_magnesium = self._newest(observations, self.magnesium_codes)
+        reading.egfr = self._measured(observations, "egfr", now, reading.ignored)
+        reading.serum_magnesium = self._measured(observations, "serum_magnesium", now, reading.ignored)
+        if reading.serum_magnesium is not None:
+            profile["serum_magnesium"] = reading.serum_magnesium["converted"]
 
         words = set()
+        staged: list[tuple[dt.datetime | None, KidneyCode]] = []
         for condition in resources_of(resources, "Condition"):
             if not self._condition_is_current(condition):
                 continue
             for coding in _codings(condition.get("code"), SNOMED_SYSTEM):
-                code = self.codes.snomed.get(str(coding.get("code")))
+                code_text = str(coding.get("code"))
+                kidney = self.codes.kidney.get(code_text)
+                if kidney is not None:
+                    moment = _condition_moment(condition)
+                    reading.kidney_conditions.append({"code": kidney.code, "display": kidney.display,
+                                                      "status": kidney.status,
+                                                      "date": moment.date().isoformat() if moment else None})
+                    if kidney.status == "dialysis":
+                        words.add("dialysis")
+                    else:
+                        staged.append((moment, kidney))
+                    continue
+                code = self.codes.snomed.get(code_text)
                 if code is None:
                     continue
                 words.add(code.meaning)
@@ -244,53 +382,132 @@ class FhirProfileReader:
         for flag in PROFILE_FLAGS:
             profile[flag] = flag in words
         profile["conditions"] = [word for word in vocab.CONDITIONS if word in words]
+        if reading.egfr is not None:
+            profile["egfr"] = self._bounded_value(reading.egfr, "egfr")
+        self._stage_or_egfr(reading, staged)
 
-        for name, label in self._medication_names(resources):
-            if name not in reading.medication_labels:
-                reading.medications.append(name)
-                reading.medication_labels[name] = label
+        self._orders(reading, resources, draft_orders, selections)
         profile["medications"] = list(reading.medications)
         return reading
 
-    def _newest(self, observations: list[dict], codes: frozenset) -> dict | None:
-        best, best_moment = None, None
+    # -- measurements -------------------------------------------------------------------
+
+    def _measured(self, observations: list[dict], role: str, now: dt.datetime, ignored: list[dict]) -> dict | None:
+        """The newest current observation of a role in a known unit and not older than the
+        set age, its value converted to the contract's unit (``converted``); the newer ones
+        left out go to ``ignored`` with the reason."""
+        candidates = []
         for observation in observations:
             if observation.get("status") not in OBSERVATION_STATUSES:
                 continue
-            matching = [c for c in _codings(observation.get("code"), LOINC_SYSTEM) if c.get("code") in codes]
+            matching = [c for c in _codings(observation.get("code"), LOINC_SYSTEM)
+                        if c.get("code") in self.role_codes[role]]
             quantity = observation.get("valueQuantity") or {}
             value = quantity.get("value")
             if not matching or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
                     value):
                 continue
-            moment = _observation_moment(observation)
-            oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
-            if best is None or (moment or oldest) > (best_moment or oldest):
-                best_moment = moment
-                best = {
-                    "code": matching[0]["code"],
-                    "display": self.codes.loinc[matching[0]["code"]].display,
-                    "value": float(value),
-                    "comparator": quantity.get("comparator"),
-                    "unit": quantity.get("unit") or quantity.get("code") or "",
-                    "date": moment.date().isoformat() if moment else None,
-                }
-        return best
+            candidates.append((_observation_moment(observation), matching[0]["code"], quantity, float(value)))
+        oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+        candidates.sort(key=lambda item: item[0] or oldest, reverse=True)
+        for moment, code, quantity, value in candidates:
+            unit = quantity.get("unit") or quantity.get("code") or ""
+            seen = {"role": role, "code": code, "display": self.codes.loinc[code].display, "value": value,
+                    "comparator": quantity.get("comparator"), "unit": unit,
+                    "date": moment.date().isoformat() if moment else None}
+            if moment is None or now - moment > self.max_observation_age:
+                factor = self._unit_factor(role, quantity)
+                if factor is not None:  # shown in the contract's unit, as a used value would be
+                    seen |= {"value": value * factor, "unit": None}
+                ignored.append({**seen, "reason": "old"})
+                return None  # every older one is older still
+            factor = self._unit_factor(role, quantity)
+            if factor is None:
+                ignored.append({**seen, "reason": "unit"})
+                continue
+            return {**seen, "converted": value * factor}
+        return None
+
+    def _unit_factor(self, role: str, quantity: dict) -> float | None:
+        """The factor to the contract's unit for the quantity's UCUM code, else its unit text."""
+        written = []
+        if quantity.get("system") in (None, UCUM_SYSTEM) and quantity.get("code"):
+            written.append(quantity["code"])
+        if quantity.get("unit"):
+            written.append(quantity["unit"])
+        for unit in written:
+            factor = self.codes.units.get((role, unit_key(unit)))
+            if factor is not None:
+                return factor
+        return None
 
     @staticmethod
-    def _egfr_value(observation: dict) -> float:
-        """A reported upper bound ("<60") is read just under the bound, so the band is never
-        milder than the truth; a lower bound (">90") is read as the bound itself."""
-        value = observation["value"]
+    def _bounded_value(observation: dict, role: str) -> float:
+        """A reported upper bound ("<60") is read just under the bound, so the reading is
+        never milder than the truth; a lower bound (">90") is read as the bound itself."""
+        value = observation["converted"]
         if observation["comparator"] in ("<", "<="):
-            value -= 1.0
-        return float(min(max(value, EGFR_RANGE[0]), EGFR_RANGE[1]))
+            value -= 1.0 if role == "egfr" else 0.01
+        low, high = MEASUREMENT_RANGES[role]
+        return float(min(max(value, low), high))
+
+    def _stage_or_egfr(self, reading: FhirReading, staged: list) -> None:
+        """A CKD stage (or a transplanted kidney) on the problem list gives the eGFR just under
+        its bound when no eGFR was measured after the condition was recorded: the newer wins;
+        of several stages, the most severe."""
+        if not staged:
+            return
+        measured_at = (parse_fhir_moment(reading.egfr["date"]) if reading.egfr and reading.egfr["date"] else None)
+        newer = [(moment, kidney) for moment, kidney in staged
+                 if reading.egfr is None or (moment is not None and measured_at is not None and moment > measured_at)]
+        if not newer:
+            return
+        moment, kidney = min(newer, key=lambda item: item[1].egfr_below)
+        reading.egfr_from_condition = {"code": kidney.code, "display": kidney.display, "status": kidney.status,
+                                       "egfr_below": kidney.egfr_below,
+                                       "date": moment.date().isoformat() if moment else None}
+        reading.profile["egfr"] = float(kidney.egfr_below - 1.0)
 
     @staticmethod
     def _condition_is_current(condition: dict) -> bool:
         if _status_code(condition.get("verificationStatus")) in CONDITION_UNTRUE_STATUSES:
             return False
         return _status_code(condition.get("clinicalStatus")) not in CONDITION_INACTIVE_STATUSES
+
+    # -- medicines and draft orders --------------------------------------------------------
+
+    def _orders(self, reading: FhirReading, resources, draft_orders, selections) -> None:
+        selected = set(selections or ())
+        drafts = [draft for draft in resources_of(draft_orders, "MedicationRequest")]
+        judged = [draft for draft in drafts if not selected or f"MedicationRequest/{draft.get('id')}" in selected]
+        by_reference = {f"Medication/{m.get('id')}": m for m in resources_of([resources, draft_orders], "Medication")}
+        for draft in judged:
+            named = self._medication_name(draft, by_reference)
+            if named is None:
+                continue
+            name, label = named
+            product = self._magnesium_ingredient(name)
+            if product is None:
+                continue
+            reading.ordered.append({"reference": f"MedicationRequest/{draft.get('id')}", "label": label,
+                                    "ingredient": product, "form": self.form_by_ingredient.get(product),
+                                    "resource": draft})
+        ordered_ids = {id(item["resource"]) for item in reading.ordered}
+        others = [draft for draft in drafts if id(draft) not in ordered_ids]
+        for name, label in self._medication_names([resources, others]):
+            if name not in reading.medication_labels:
+                reading.medications.append(name)
+                reading.medication_labels[name] = label
+
+    def _magnesium_ingredient(self, name: str) -> str | None:
+        resolved = self.medicines.resolve(name)
+        if resolved is None:
+            return None
+        for component in resolved.components:
+            ingredient, drug_class = self.medicines.components[component]
+            if drug_class == "magnesium_product":
+                return ingredient
+        return None
 
     def _medication_names(self, resources: list[dict]) -> list[tuple[str, str]]:
         """(name, label) per current medication. The name is the first of its RxNorm codes
@@ -320,8 +537,10 @@ class FhirProfileReader:
             concept = (medication or {}).get("code")
             fallback = reference.get("display")
         concept = concept if isinstance(concept, dict) else {}
-        codes = [f"rxcui:{c['code']}" for c in _codings(concept, RXNORM_SYSTEM) if str(c.get("code", "")).isdigit()]
-        words = [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
+        rxcuis = [str(c["code"]) for c in _codings(concept, RXNORM_SYSTEM) if str(c.get("code", "")).isdigit()]
+        codes = [f"rxcui:{rxcui}" for rxcui in rxcuis]
+        words = [self.codes.products[rxcui] for rxcui in rxcuis if rxcui in self.codes.products]
+        words += [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
         words += [concept.get("text"), fallback]
         words = [w.strip()[:200] for w in words if isinstance(w, str) and w.strip()]
         readable = [w.strip()[:200] for w in (concept.get("text"), fallback) if isinstance(w, str) and w.strip()]
@@ -329,6 +548,14 @@ class FhirProfileReader:
         if label is None:
             return None
         for candidate in (*codes, *words):
-            if self.medicines.resolve(candidate) is not None:
-                return candidate, label if label == candidate else f"{label} ({candidate})"
+            resolved = self.medicines.resolve(candidate)
+            if resolved is None:
+                continue
+            shown = f"RxNorm {candidate.removeprefix('rxcui:')}" if candidate.startswith("rxcui:") else candidate
+            if label == candidate and candidate.startswith("rxcui:"):  # only a code: say what it is
+                ingredients = dict.fromkeys(self.medicines.components[c][0] for c in resolved.components)
+                return candidate, f"{', '.join(ingredients)} ({shown})"
+            return candidate, label if label == candidate else f"{label} ({shown})"
+        if label.startswith("rxcui:"):
+            return label, f"RxNorm {label.removeprefix('rxcui:')}"
         return label, label

@@ -88,6 +88,7 @@ class Form:
     id: str
     name: str  # English, the default locale
     salt: str
+    ingredient: str  # as medicines.csv names the salt ("magnesium oxide"): an ordered medicine's form
     formula: str
     hydrate: str
     laxative: bool
@@ -358,8 +359,8 @@ def _load_citations(path: Path) -> dict[str, Citation]:
 def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
     path = folder / "forms.csv"
     headers: dict[str, dict] = {}
-    for row, record in _read_csv(path, ("id", "name", "salt", "formula", "hydrate", "laxative", "use", "source",
-                                        "note")):
+    for row, record in _read_csv(path, ("id", "name", "salt", "ingredient", "formula", "hydrate", "laxative", "use",
+                                        "source", "note")):
         form_id = record["id"]
         if not form_id or not form_id.replace("_", "").isalnum() or form_id != form_id.lower():
             raise KnowledgeBaseError(path, row, "id", f"'{form_id}' must be lower-case letters, digits and _")
@@ -422,6 +423,7 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
             id=form_id,
             name=header["name"],
             salt=header["salt"],
+            ingredient=normalize_medicine_name(header["ingredient"]),
             formula=header["formula"],
             hydrate=header["hydrate"],
             laxative=header["laxative"],
@@ -828,6 +830,10 @@ def load_knowledge_base(supplement: str = "magnesium", folder: Path | None = Non
     forms = _load_forms(folder, citations)
     form_ids = tuple(form.id for form in forms)
     medicines, rxcui_to_ingredient = _load_medicines(shared / "medicines.csv", citations)
+    for form in forms:
+        # Every salt of forms.csv is a magnesium product by its own name (a patient already
+        # taking "magnesium glycinate" takes magnesium), whether or not medicines.csv lists it.
+        medicines.setdefault(form.ingredient, Medicine(form.ingredient, ((form.ingredient, "magnesium_product"),)))
     attribute_names = SCORED_ATTRIBUTES + tuple(f"evidence_{goal}" for goal in vocab.GOALS)
     upper, start, rda_rows = _load_intake_limits(folder / "intake_limits.csv", citations)
     rules = _load_rules(folder / "rules.toml", citations)

@@ -117,5 +117,5 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
     # the per-key rate limit; observability after the parts that hook into requests, since its
     # WSGI layer wraps the app; the CDS client trust after observability has set up the JSON
     # log its start-up warning goes to (it adds no hook of its own).
-    for part in (db, shops, limits, catalog, events, feedback, widget, observability, cds_auth):
+    for part in (db, shops, limits, catalog, events, feedback, widget, observability, cds_auth, cds_hooks):
         part.init_app(app, api)

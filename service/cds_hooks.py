@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 import os
 import re
-import uuid
 from urllib.parse import quote, urljoin
 
 import marshmallow as ma
@@ -26,15 +25,15 @@ from models import vocabulary as vocab
 from models.clinical_codes import (
     LOINC_SYSTEM,
     FhirProfileReader,
-    FhirReading,
     InvalidFhirData,
     MissingFhirData,
     default_clinical_codes,
     resources_of,
 )
-from service import cds_auth
+from service import cds_auth, storage
+from service.cds_cards import CardWriter
 from service.errors import problem, problem_from_body, validation_problem_body
-from service.handout import ui_text
+from service.handout import handout_link
 from service.recommendations import recommend
 from service.responses import json_response
 
@@ -55,16 +54,17 @@ SERVICE_DESCRIPTION = ("Ranks magnesium supplement forms for the patient from ag
                        "medicines, with the caveats, interactions and the advice to consult a clinician.")
 FHIR_TIMEOUT_SECONDS = (2.0, 5.0)  # connect, read
 MAX_FHIR_PAGES = 10
-SUMMARY_MAX_CHARACTERS = 139  # the specification: fewer than 140
 FEEDBACK_MAX_ITEMS = 100
+# How long the cards' uuids (and their suggestions') are remembered for feedback, and how old an
+# eGFR or serum magnesium may be and still count (settings; these are the defaults).
+CARD_MEMORY_DAYS = 30
+MAX_OBSERVATION_AGE_DAYS = 365
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
 }
-# Characters that could turn text into markup mid-line (every line starts with our own marker).
 FHIR_SERVER_URL = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
 
 
 def prefetch_templates() -> dict[str, str]:
@@ -163,6 +163,31 @@ class FhirUnavailable(Exception):
     """A prefetch key is missing and the FHIR server could not supply it (reason says why)."""
 
 
+def _setting_days(config, name: str, default: int) -> int:
+    """A whole number of days from the app's config or FORMWISE_<name>, else the default;
+    0 days is allowed (remember no card; use no observation of any age)."""
+    value = config.get(name)
+    if value is None:
+        value = os.environ.get(f"FORMWISE_{name}") or default
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number of days, not {value!r}") from None
+    if days < 0:
+        raise ValueError(f"{name} must be 0 days or more, not {days}")
+    return days
+
+
+def init_app(app, api=None) -> None:
+    """Read the CDS settings once, at start-up: a bad value stops the service here, not at
+    the first card."""
+    app.extensions["formwise_cds_settings"] = {
+        "max_observation_age_days": _setting_days(app.config, "CDS_MAX_OBSERVATION_AGE_DAYS",
+                                                  MAX_OBSERVATION_AGE_DAYS),
+        "card_memory_days": _setting_days(app.config, "CDS_CARD_MEMORY_DAYS", CARD_MEMORY_DAYS),
+    }
+
+
 def _allowed_servers() -> tuple[str, ...]:
     configured = current_app.config.get("CDS_ALLOWED_FHIR_SERVERS")
     if configured is None:
@@ -226,98 +251,6 @@ def gather_fhir_data(body: dict) -> tuple[dict, list[str]]:
         except FhirUnavailable as error:
             missing.append(f"{key} ({error})")
     return data, missing
-
-
-# ---- cards ----------------------------------------------------------------------------------
-
-
-def markdown_text(value) -> str:
-    """Text from the patient record or the request, escaped so that it stays text in Markdown."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
-
-
-def card_summary(answer: dict, locale: str) -> str:
-    if answer["recommendations"]:
-        forms = ", ".join(item["name"] for item in answer["recommendations"])
-        warnings = sum(1 for caveat in answer["caveats"] if caveat["severity"] != "info")
-        summary = (ui_text("cds.summary_warnings", locale, forms=forms, count=warnings) if warnings
-                   else ui_text("cds.summary_ranked", locale, forms=forms))
-    else:
-        summary = ui_text("cds.summary_none", locale)
-    if len(summary) > SUMMARY_MAX_CHARACTERS:
-        summary = summary[: SUMMARY_MAX_CHARACTERS - 1].rstrip() + "…"
-    return summary
-
-
-def card_detail(answer: dict, reading: FhirReading, locale: str) -> str:
-    """The answer in Markdown: ranked forms with dose and reasons, exclusions, caveats,
-    interactions, and the FHIR data the advice was built from."""
-    def text(key, **values):
-        return ui_text(key, locale, **values)
-
-    lines = []
-    if answer["recommendations"]:
-        lines.append(f"**{text('cds.ranked_heading')}**\n")
-        for item in answer["recommendations"]:
-            dose = item["dose"]
-            lines.append(
-                f"{item['rank']}. **{markdown_text(item['name'])}** ({text('cds.score')} {item['score']:.2f}, "
-                f"{text('cds.status_' + item['status'])}): "
-                + text("cds.dose", min=dose["elemental_mg_per_day"]["min"], max=dose["elemental_mg_per_day"]["max"],
-                       compound_min=dose["compound_mg_per_day"]["min"],
-                       compound_max=dose["compound_mg_per_day"]["max"]) + "."
-            )
-            for reason in item["reasons"]:
-                lines.append(f"    - {reason['effect']} {markdown_text(reason['text'])}")
-            for caveat in item["caveats"]:
-                lines.append(f"    - {text('cds.severity_' + caveat['severity'])}: {markdown_text(caveat['text'])}")
-        lines.append("")
-    if answer["excluded"]:
-        excluded = "; ".join(f"{markdown_text(item.get('name') or item['form'])} "
-                             f"({', '.join(reason['code'] for reason in item['reasons'])})"
-                             for item in answer["excluded"])
-        lines += [f"**{text('cds.excluded_heading')}**: {markdown_text(excluded)}", ""]
-    lines.append(f"**{text('cds.caveats_heading')}**\n")
-    for caveat in answer["caveats"]:
-        lines.append(f"- **{text('cds.severity_' + caveat['severity'])}**: {markdown_text(caveat['text'])}")
-    lines.append("")
-    if answer["interactions"]:
-        lines.append(f"**{text('cds.interactions_heading')}**\n")
-        for interaction in answer["interactions"]:
-            medication = reading.medication_labels.get(interaction["medication"], interaction["medication"])
-            lines.append(f"- **{markdown_text(medication)}** ({interaction['drug_class']}): "
-                         f"{markdown_text(interaction['text'])}")
-        lines.append("")
-
-    profile = reading.profile
-    lines.append(f"**{text('cds.data_heading')}**\n")
-    lines.append("- " + markdown_text(text("cds.patient", age=profile["age"], sex=profile["sex"])))
-    for key, observation in (("cds.egfr", reading.egfr), ("cds.serum_magnesium", reading.serum_magnesium)):
-        if observation is None:
-            lines.append("- " + markdown_text(text(key + "_missing")))
-        else:
-            value = f"{observation['comparator'] or ''}{observation['value']:g}"
-            lines.append("- " + markdown_text(text(key, value=value, unit=observation["unit"],
-                                                   date=observation["date"] or "?", code=observation["code"])))
-    conditions = ", ".join(f"{item['display']} ({item['code']})" for item in reading.conditions)
-    lines.append("- " + markdown_text(text("cds.conditions", conditions=conditions or text("cds.none"))))
-    medications = ", ".join(reading.medication_labels[name] for name in reading.medications)
-    lines.append("- " + markdown_text(text("cds.medications", medications=medications or text("cds.none"))))
-    if answer["unrecognized_medications"]:
-        lines.append("- " + markdown_text(text("cds.unrecognized",
-                                               medications=", ".join(answer["unrecognized_medications"]))))
-    lines += ["", f"_{markdown_text(answer['disclaimer'])}_"]
-    return "\n".join(lines)
-
-
-def build_card(answer: dict, reading: FhirReading, locale: str) -> dict:
-    return {
-        "uuid": str(uuid.uuid4()),
-        "summary": card_summary(answer, locale),
-        "indicator": answer["max_severity"],
-        "detail": card_detail(answer, reading, locale),
-        "source": {"label": ui_text("cds.source_label", locale), "url": request.url_root + "docs"},
-    }
 
 
 def _service_or_404(service_id: str) -> None:
@@ -394,11 +327,16 @@ def call_service(service_id: str):
                        "Required FHIR data is missing and could not be fetched: " + "; ".join(missing) + ".",
                        slug="fhir-data-missing")
     resources = [data[key] for key in data if key != "patient"]
-    resources.append(resources_of(body["context"].get("draftOrders") or None, "MedicationRequest"))
     patients = resources_of(data["patient"], "Patient")
-    reader = FhirProfileReader(default_clinical_codes(), current_app.extensions["formwise"].engine.medicines)
+    recommender = current_app.extensions["formwise"]
+    settings = current_app.extensions["formwise_cds_settings"]
+    max_age_days = settings["max_observation_age_days"]
+    reader = FhirProfileReader(default_clinical_codes(), recommender.engine.medicines,
+                               {form.ingredient: form.id for form in recommender.knowledge_base.forms}, max_age_days)
+    context = body["context"]
     try:
-        reading = reader.read(patients[0] if patients else None, resources, dt.datetime.now(dt.UTC).date())
+        reading = reader.read(patients[0] if patients else None, resources, dt.datetime.now(dt.UTC).date(),
+                              context.get("draftOrders"), context.get("selections"))
     except InvalidFhirData as error:
         return problem(422, "Unprocessable FHIR data", str(error), slug="fhir-data-invalid",
                        errors=[{"field": error.field_name, "message": str(error)}])
@@ -406,8 +344,13 @@ def call_service(service_id: str):
         return problem(412, "Precondition Failed", f"Required FHIR data is missing: {error}.",
                        slug="fhir-data-missing", errors=[{"field": error.field_name, "message": str(error)}])
     locale = request.accept_languages.best_match(vocab.LOCALES) or vocab.DEFAULT_LOCALE
-    (answer,), locale = recommend([reading.profile], {"limit": 3, "locale": locale, "explain": False})
-    return json_response({"cards": [build_card(answer, reading, locale)]}, headers={"Content-Language": locale})
+    (answer,), locale = recommend([reading.profile], {"limit": 20, "locale": locale, "explain": False})
+    writer = CardWriter(recommender.knowledge_base, locale, request.url_root, max_age_days)
+    card = writer.card(answer, reading, handout_link(reading.profile, locale))
+    memory_days = settings["card_memory_days"]
+    storage.remember_card(card["uuid"], [item["uuid"] for item in card.get("suggestions", ())],
+                          forget_after=int(dt.datetime.now(dt.UTC).timestamp()) + memory_days * 86400)
+    return json_response({"cards": [card]}, headers={"Content-Language": locale})
 
 
 @blp.post("/<string:service_id>/feedback")
@@ -416,12 +359,28 @@ def feedback(service_id: str):
     override reason's code are stored, never the clinician's free-text comment."""
     _service_or_404(service_id)
     body = _load(FeedbackRequestSchema())
+    now = dt.datetime.now(dt.UTC).timestamp()
+    errors = []
+    for position, item in enumerate(body["feedback"]):
+        suggestions = storage.card_suggestions(str(item["card"]), now)
+        if suggestions is None:
+            errors.append({"field": f"feedback.{position}.card",
+                           "message": "Not a card this service issued (or it is older than the feedback window)."})
+            continue
+        accepted = [str(choice.get("id")) for choice in item.get("acceptedSuggestions") or ()]
+        unknown = [choice for choice in accepted if choice not in suggestions]
+        if unknown:
+            errors.append({"field": f"feedback.{position}.acceptedSuggestions",
+                           "message": f"Not suggestions of this card: {', '.join(unknown)}."})
+        elif item["outcome"] == "accepted" and not accepted:
+            errors.append({"field": f"feedback.{position}.acceptedSuggestions",
+                           "message": "Required with outcome accepted: the suggestions that were accepted."})
+    if errors:
+        return problem(422, "Unprocessable Content", "Feedback can only be given on this service's cards and "
+                       "their suggestions.", slug="cds-feedback-refused", errors=errors)
     stored = 0
-    if "formwise_db" in current_app.extensions:
-        from service import storage
-
-        for item in body["feedback"]:
-            reason = (item.get("overrideReason") or {}).get("reason") or {}
-            storage.record_cds_feedback(str(item["card"]), item["outcome"], reason.get("code"))
-            stored += 1
+    for item in body["feedback"]:
+        reason = (item.get("overrideReason") or {}).get("reason") or {}
+        storage.record_cds_feedback(str(item["card"]), item["outcome"], reason.get("code"))
+        stored += 1
     return json_response({"received": len(body["feedback"]), "stored": stored})

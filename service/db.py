@@ -75,38 +75,40 @@ def alembic_config(engine: Engine):
 
 
 @contextlib.contextmanager
-def migration_lock(connection: sa.Connection) -> Iterator[None]:
-    """Held while migrating, so that processes starting at once (gunicorn workers without
-    preload, several hosts) migrate one after the other: the second waits, then finds
-    nothing left to do. Without it, both created the first tables and one failed to start
-    ("table alembic_version already exists"), taking the whole server down.
+def migration_lock(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection to migrate with, held under a lock so that processes starting at once
+    (gunicorn workers without preload, several hosts) migrate one after the other: the
+    second waits, then finds nothing left to do. Without it, both created the first tables
+    and one failed to start ("table alembic_version already exists").
 
-    PostgreSQL: a session advisory lock. An SQLite file: an exclusive lock on a file beside
-    it (SQLite's own locks last one transaction, and Alembic's DDL on SQLite spans several).
-    In-memory SQLite is one process's own: nothing to lock."""
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
+    PostgreSQL: a session advisory lock on the connection. An SQLite file: an exclusive lock
+    on a file beside it, taken before the connection opens (opening one sets WAL mode, which
+    itself needs the database for a moment; SQLite's own locks last one transaction, and
+    Alembic's DDL on SQLite spans several). In-memory SQLite is one process's own."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:" and not database.startswith("file:"):
+        import fcntl  # POSIX, as gunicorn is
+
+        with open(database + SQLITE_MIGRATION_LOCK_SUFFIX, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
+            try:
+                with engine.connect() as connection:
+                    yield connection
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        return
+    with engine.connect() as connection:
+        if engine.dialect.name != "postgresql":
+            yield connection
+            return
         connection.execute(sa.text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         connection.commit()
         try:
-            yield
+            yield connection
         finally:
             connection.rollback()  # a failed migration's transaction would refuse the unlock
             connection.execute(sa.text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
             connection.commit()
-        return
-    database = connection.engine.url.database if dialect == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
-        yield
-        return
-    import fcntl  # POSIX, as gunicorn is
-
-    with open(database + SQLITE_MIGRATION_LOCK_SUFFIX, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, also if the process dies
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def upgrade(engine: Engine) -> str:

@@ -9,6 +9,7 @@ short transaction (``service.db.session_scope``) inside the current Flask app co
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -148,6 +149,27 @@ class CdsUsedToken(Base):
 
     digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     forget_after: Mapped[int] = mapped_column(sa.BigInteger, index=True)  # Unix seconds
+
+
+class CdsCard(Base):
+    """A CDS card this service issued: its uuid and its suggestions' uuids (no patient data),
+    kept until ``forget_after`` so that feedback is taken only for cards it issued."""
+
+    __tablename__ = "cds_cards"
+
+    uuid: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    suggestions: Mapped[str] = mapped_column(sa.Text)  # the suggestions' uuids, space-separated
+    forget_after: Mapped[int] = mapped_column(sa.BigInteger, index=True)  # Unix seconds
+
+
+class AppSecret(Base):
+    """A secret the service makes for itself once and every worker shares (the key of the
+    handout links it puts on CDS cards)."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(200))
 
 
 class NotFoundError(LookupError):
@@ -461,6 +483,33 @@ def list_cds_feedback() -> list[dict]:
              "override_reason_code": item.override_reason_code, "created_at": _aware(item.created_at)}
             for item in session.scalars(sa.select(CdsFeedback).order_by(CdsFeedback.id))
         ]
+
+
+def remember_card(card_uuid: str, suggestion_uuids: list[str], forget_after: int) -> None:
+    """Remembers an issued card and its suggestions until ``forget_after`` (Unix seconds)."""
+    with connection_scope() as connection:
+        connection.execute(sa.insert(CdsCard.__table__).values(uuid=card_uuid, suggestions=" ".join(suggestion_uuids),
+                                                               forget_after=forget_after))
+
+
+def card_suggestions(card_uuid: str, now: float) -> list[str] | None:
+    """The suggestion uuids of an issued card still remembered, or None for a card this
+    service did not issue (or has forgotten)."""
+    table = CdsCard.__table__
+    with connection_scope() as connection:
+        connection.execute(sa.delete(table).where(table.c.forget_after <= now))
+        row = connection.execute(sa.select(table.c.suggestions).where(table.c.uuid == card_uuid)).first()
+    return None if row is None else row.suggestions.split()
+
+
+def app_secret(name: str) -> str:
+    """The named secret, made (64 random hex digits) by whichever worker asks first."""
+    table = AppSecret.__table__
+    with connection_scope() as connection:
+        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+        connection.execute(insert(table).values(name=name, value=secrets.token_hex(32))
+                           .on_conflict_do_nothing(index_elements=["name"]))
+        return connection.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
 
 
 def record_token_use(digest: str, forget_after: int, now: float) -> bool:

@@ -17,7 +17,7 @@ target_metadata = Base.metadata
 
 def run_migrations_online() -> None:
     engine = context.config.attributes["engine"]  # set by service.db.alembic_config
-    with engine.connect() as connection, migration_lock(connection):
+    with migration_lock(engine) as connection:
         # Processes starting at once take the lock in turn; the later ones find nothing to do.
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=connection.dialect.name == "sqlite")

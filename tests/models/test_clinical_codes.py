@@ -31,7 +31,7 @@ TODAY = dt.date(2026, 6, 15)
 def test_the_code_tables_cover_the_issue_and_resolve_their_sources():
     assert set(CODES.loinc_codes("egfr")) >= {"33914-3", "48642-3", "48643-1", "62238-1", "98979-8", "98980-6",
                                              "77147-7", "76633-7", "50044-7", "88293-6"}
-    assert set(CODES.loinc_codes("serum_magnesium")) == {"19123-9", "2601-3"}
+    assert set(CODES.loinc_codes("serum_magnesium")) == {"19123-9", "2601-3", "21377-7"}
     for code in (*CODES.loinc.values(), *CODES.snomed.values()):
         assert code.source in KB.citations and code.url.startswith("https://")
     meanings = {code.meaning for code in CODES.snomed.values()}
@@ -109,3 +109,25 @@ def test_a_medication_reference_is_followed_to_its_medication():
     assert reading.profile["sex"] == "unspecified"
     assert [MEDICINES.lookup(name).name for name in reading.profile["medications"]] == ["levothyroxine",
                                                                                          "furosemide"]
+
+
+def test_kidney_units_and_product_tables_resolve_their_sources():
+    assert {"431857002", "46177005", "443143006", "443596009", "700379002"} <= set(CODES.kidney)
+    for kidney in CODES.kidney.values():
+        assert kidney.source in KB.citations
+    # KDIGO 2012 GFR categories: G3b 30-44, G4 15-29, G5 <15
+    assert (CODES.kidney["700379002"].egfr_below, CODES.kidney["431857002"].egfr_below,
+            CODES.kidney["433146000"].egfr_below) == (45, 30, 15)
+    assert CODES.units[("egfr", "ml/s/{1.73_m2}")] == 60
+    assert abs(CODES.units[("serum_magnesium", "mg/dl")] * 2.43 - 1) < 1e-5
+    for name in CODES.products.values():  # the salt each product is
+        resolved = MEDICINES.resolve(name)
+        assert resolved is not None and any(MEDICINES.components[c][1] == "magnesium_product"
+                                            for c in resolved.components), name
+
+
+def test_every_magnesium_salt_of_the_forms_is_a_magnesium_product():
+    for form in KB.forms:
+        resolved = MEDICINES.resolve(form.ingredient)
+        assert resolved is not None and {MEDICINES.components[c][1] for c in resolved.components} == {
+            "magnesium_product"}, form.id

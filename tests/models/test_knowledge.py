@@ -109,8 +109,8 @@ def line_of(file: str, prefix: str) -> int:
          ["form_attributes.csv", "field 'value'", "outside"]),
         ("form_attributes.csv", "oxide,absorption,0.20,firoz2001", "oxide,absorption,0.20,nobody2020",
          ["form_attributes.csv", "field 'source'", "nobody2020"]),
-        ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,MgO,anhydrous,true",
-         "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,MgO,anhydrous,false",
+        ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,magnesium oxide,MgO,anhydrous,true",
+         "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,magnesium oxide,MgO,anhydrous,false",
          ["forms.csv", "row 4", "field 'laxative'", "contract"]),
         ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,", "oxide,Magnesium oxide,,",
          ["forms.csv", "row 4", "field 'name_de'", "required"]),
@@ -214,7 +214,8 @@ def test_a_missing_file_is_named(data_copy):
 
 
 def test_an_extra_form_is_a_data_change_only(data_copy):
-    edit(data_copy / "forms.csv", "orotate,", "pidolate,Magnesium pidolate,Magnesiumpidolat,magnesium pidolate,"
+    edit(data_copy / "forms.csv", "orotate,",
+         "pidolate,Magnesium pidolate,Magnesiumpidolat,magnesium pidolate,magnesium pidolate,"
          "C10H12MgN2O6,anhydrous,false,daily,formwise-editorial,\norotate,")
     rows = [f"pidolate,{name},{value},formwise-editorial,\n" for name, value in (
         ("elemental_fraction", 0.086), ("absorption", 0.7), ("laxative_strength", 0.3), ("gi_tolerance", 0.6),

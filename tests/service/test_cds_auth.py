@@ -76,8 +76,7 @@ def test_a_fresh_token_of_a_trusted_client_is_let_through(trusted):
     assert call(trusted, token()).status_code == 200
     assert call(trusted, token(RSA_KEY, "RS384", "rsa-1")).status_code == 200
     assert call(trusted, token(kid=None)).status_code == 200  # no kid: each key of the issuer is tried
-    feedback = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "accepted",
-                              "outcomeTimestamp": "2026-12-02T10:00:00Z"}]}
+    feedback = feedback_on(call(trusted, token()))
     # feedback goes to <endpoint>/feedback: a token for the endpoint or for that URL will do
     assert call(trusted, token(), SERVICE + "/feedback", feedback).status_code == 200
     assert call(trusted, token(aud=AUDIENCE + "/feedback"), SERVICE + "/feedback", feedback).status_code == 200
@@ -140,7 +139,15 @@ def test_without_trusted_clients_the_services_stay_open(client):
     assert call(client, None).status_code == 200
 
 
-FEEDBACK = {"feedback": [{"card": "7c1d4a3e-0000-4000-8000-000000000000", "outcome": "accepted",
+def feedback_on(response) -> dict:
+    """Feedback overriding the first card of a hook response (feedback is taken only on
+    cards this service issued)."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return {"feedback": [{"card": response.get_json()["cards"][0]["uuid"], "outcome": "overridden",
+                          "outcomeTimestamp": "2026-12-07T10:00:00Z"}]}
+
+
+FEEDBACK = {"feedback": [{"card": "7c1d4a3e-0000-4000-8000-000000000000", "outcome": "overridden",
                           "outcomeTimestamp": "2026-12-07T10:00:00Z"}]}
 
 
@@ -164,8 +171,7 @@ def test_a_gateway_that_checks_the_jwt_can_keep_them_open_beside_required_keys(m
     else:
         monkeypatch.setenv("FORMWISE_CDS_OPEN", "yes")
     client = create_app(settings).test_client()
-    assert call(client, None).status_code == 200
-    assert call(client, None, SERVICE + "/feedback", FEEDBACK).status_code == 200
+    assert call(client, None, SERVICE + "/feedback", feedback_on(call(client, None))).status_code == 200
 
 
 @pytest.mark.parametrize(("clients", "field"), [

@@ -54,7 +54,7 @@ def test_in_memory_sqlite_needs_no_lock_file(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     engine = db.make_engine(url)
     try:
-        with engine.connect() as connection, db.migration_lock(connection):
+        with db.migration_lock(engine):
             pass
     finally:
         engine.dispose()
