@@ -34,6 +34,7 @@ SCORED_ATTRIBUTES = ("absorption", "gi_tolerance", "laxative_strength", "relativ
 EVIDENCE_GRADES = ("A", "B", "C", "D")
 KIDNEY_ACTIONS = ("exclude_all", "exclude_listed", "none")
 FORM_USES = ("daily", "occasional")
+UNIT_KINDS = ("tablet", "capsule", "liquid", "powder")  # liquid in mL, powder in g
 UNKNOWN_KIDNEY_BAND = "unknown"
 GI_ACTIONS = ("exclude", "rank_below_non_laxative")
 
@@ -93,6 +94,10 @@ class Form:
     hydrate: str
     laxative: bool
     use: str  # "daily" or "occasional" (contract rule 8: not a daily supplement)
+    # What the unit of unit_elemental_mg is: a tablet, a capsule, unit_size mL of a liquid or
+    # unit_size g of a powder (how a handout counts the daily amount)
+    unit_kind: str
+    unit_size: float
     source: str
     note: str
     attributes: dict[str, SourcedValue]
@@ -360,7 +365,7 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
     path = folder / "forms.csv"
     headers: dict[str, dict] = {}
     for row, record in _read_csv(path, ("id", "name", "salt", "ingredient", "formula", "hydrate", "laxative", "use",
-                                        "source", "note")):
+                                        "unit_kind", "unit_size", "source", "note")):
         form_id = record["id"]
         if not form_id or not form_id.replace("_", "").isalnum() or form_id != form_id.lower():
             raise KnowledgeBaseError(path, row, "id", f"'{form_id}' must be lower-case letters, digits and _")
@@ -384,7 +389,12 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
             raise KnowledgeBaseError(path, row, "use", f"the contract says '{form_id}' is not for daily use")
         if use == "occasional" and not laxative:
             raise KnowledgeBaseError(path, row, "use", "an occasional-use form must be a laxative form (rule 8)")
-        headers[form_id] = dict(record, laxative=laxative, use=use, source=_source(path, row, record, citations))
+        unit_kind = _choice(path, row, record, "unit_kind", UNIT_KINDS)
+        unit_size = _number(path, row, record, "unit_size", 0.1, 100.0)
+        if unit_kind in ("tablet", "capsule") and unit_size != 1:
+            raise KnowledgeBaseError(path, row, "unit_size", "a tablet or capsule is one unit")
+        headers[form_id] = dict(record, laxative=laxative, use=use, unit_kind=unit_kind, unit_size=unit_size,
+                                source=_source(path, row, record, citations))
     for required in vocab.REQUIRED_FORMS:
         if required not in headers:
             raise KnowledgeBaseError(path, None, "id", f"the contract's form '{required}' is missing")
@@ -428,6 +438,8 @@ def _load_forms(folder: Path, citations) -> tuple[Form, ...]:
             hydrate=header["hydrate"],
             laxative=header["laxative"],
             use=header["use"],
+            unit_kind=header["unit_kind"],
+            unit_size=header["unit_size"],
             source=header["source"],
             note=header["note"],
             attributes=attributes[form_id],
@@ -764,13 +776,16 @@ def _load_rules(path: Path, citations) -> dict:
         ("occasional_use", "min_age"): int,
         ("timing", "evening_from"): str,
         ("timing", "evening_for"): list,
+        ("handout", "level_teaspoon_g"): float,
+        ("handout", "plain_words_below_age"): int,
     }
     for (section, key), kind in expected.items():
         value = rules.get(section, {}).get(key)
         if not isinstance(value, (int, float) if kind is float else kind) or isinstance(value, bool):
             raise KnowledgeBaseError(path, None, f"{section}.{key}", f"a {kind.__name__} is required")
     for section, key in (("thresholds", "low_absorption_source"), ("age_groups", "source"),
-                         ("serum_magnesium", "source"), ("occasional_use", "source"), ("timing", "source")):
+                         ("serum_magnesium", "source"), ("occasional_use", "source"), ("timing", "source"),
+                         ("handout", "level_teaspoon_source"), ("handout", "plain_words_source")):
         if rules[section].get(key) not in citations:
             raise KnowledgeBaseError(path, None, f"{section}.{key}", "must name a source id in data/citations.csv")
     # The contract fixes these; the file says where they come from.

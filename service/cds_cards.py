@@ -15,6 +15,7 @@ import uuid
 from models.clinical_codes import PROFILE_FLAGS, FhirReading, default_clinical_codes
 from models.knowledge import KnowledgeBase, duration_words
 from service.handout import ui_text
+from service.locale_format import format_date, format_number
 
 SUMMARY_MAX_CHARACTERS = 139  # the specification: fewer than 140
 RANKED_IN_CARD = 3
@@ -28,22 +29,6 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|~])")
 def markdown_text(value) -> str:
     """Text from the patient record or the request, escaped so that it stays text in Markdown."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
-
-
-def format_number(value: float, locale: str) -> str:
-    """A number as the locale writes it: 1,234.5 in English, 1.234,5 in German."""
-    text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}".rstrip("0").rstrip(".")
-    if locale == "de":
-        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
-    return text
-
-
-def format_date(iso_date: str | None, locale: str) -> str | None:
-    """An ISO date as the locale writes it: 2026-01-02 in English, 02.01.2026 in German."""
-    if not iso_date or locale != "de":
-        return iso_date
-    year, month, day = iso_date.split("-")
-    return f"{day}.{month}.{year}"
 
 
 def shortened(text: str) -> str:

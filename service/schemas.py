@@ -263,6 +263,19 @@ class RecommendationRequestSchema(StrictSchema):
     options = fields.Nested(OptionsSchema, load_default=defaults_of(OptionsSchema))
 
 
+class HandoutDetailsSchema(StrictSchema):
+    """What the pharmacy prints in the handout's header; never stored or logged."""
+
+    patient_name = fields.String(validate=validate.Length(1, 100), metadata={"description": "Who it is for."})
+    date = fields.Date(metadata={"description": "The date printed on it; today when not given."})
+    pharmacy = fields.String(validate=validate.Length(1, 200), metadata={"description": "Pharmacy name (and address)."})
+    pharmacist = fields.String(validate=validate.Length(1, 100), metadata={"description": "Who prepared it."})
+
+
+class HandoutRequestSchema(RecommendationRequestSchema):
+    handout = fields.Nested(HandoutDetailsSchema, load_default=None, allow_none=True)
+
+
 class BatchItemSchema(StrictSchema):
     id = fields.String(required=True, validate=validate.Length(1, 200))
     profile = fields.Raw(required=True, metadata={"description": "A profile, validated item by item."})

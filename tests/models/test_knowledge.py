@@ -112,6 +112,10 @@ def line_of(file: str, prefix: str) -> int:
         ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,magnesium oxide,MgO,anhydrous,true",
          "oxide,Magnesium oxide,Magnesiumoxid,magnesium oxide,magnesium oxide,MgO,anhydrous,false",
          ["forms.csv", "row 4", "field 'laxative'", "contract"]),
+        ("forms.csv", "daily,capsule,1,fda-mg-citrate-label", "daily,pill,1,fda-mg-citrate-label",
+         ["forms.csv", "row 2", "field 'unit_kind'", "tablet, capsule, liquid, powder"]),
+        ("forms.csv", "daily,tablet,1,aga-acg2023", "daily,tablet,2,aga-acg2023",
+         ["forms.csv", "row 4", "field 'unit_size'", "one unit"]),
         ("forms.csv", "oxide,Magnesium oxide,Magnesiumoxid,", "oxide,Magnesium oxide,,",
          ["forms.csv", "row 4", "field 'name_de'", "required"]),
         ("evidence.csv", "glycinate,sleep,0.45,D", "glycinate,sleepiness,0.45,D",
@@ -216,7 +220,7 @@ def test_a_missing_file_is_named(data_copy):
 def test_an_extra_form_is_a_data_change_only(data_copy):
     edit(data_copy / "forms.csv", "orotate,",
          "pidolate,Magnesium pidolate,Magnesiumpidolat,magnesium pidolate,magnesium pidolate,"
-         "C10H12MgN2O6,anhydrous,false,daily,formwise-editorial,\norotate,")
+         "C10H12MgN2O6,anhydrous,false,daily,tablet,1,formwise-editorial,\norotate,")
     rows = [f"pidolate,{name},{value},formwise-editorial,\n" for name, value in (
         ("elemental_fraction", 0.086), ("absorption", 0.7), ("laxative_strength", 0.3), ("gi_tolerance", 0.6),
         ("relative_cost", 0.6), ("unit_elemental_mg", 100))]
