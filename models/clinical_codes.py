@@ -367,7 +367,7 @@ class FhirProfileReader:
                 if kidney is not None:
                     moment = _condition_moment(condition)
                     reading.kidney_conditions.append({"code": kidney.code, "display": kidney.display,
-                                                      "status": kidney.status,
+                                                      "status": kidney.status, "egfr_below": kidney.egfr_below,
                                                       "date": moment.date().isoformat() if moment else None})
                     if kidney.status == "dialysis":
                         words.add("dialysis")

@@ -12,7 +12,7 @@ import copy
 import re
 import uuid
 
-from models.clinical_codes import PROFILE_FLAGS, FhirReading, default_clinical_codes
+from models.clinical_codes import PROFILE_FLAGS, FhirReading
 from models.knowledge import KnowledgeBase, duration_words
 from service.handout import ui_text
 from service.locale_format import format_date, format_number
@@ -44,7 +44,6 @@ class CardWriter:
         self.base_url = base_url.rstrip("/") + "/"
         self.max_age_days = max_observation_age_days
         self.forms = {form.id: form for form in knowledge_base.forms}
-        self.codes = default_clinical_codes()
 
     def text(self, key: str, **values) -> str:
         return ui_text(key, self.locale, **values)
@@ -243,14 +242,8 @@ class CardWriter:
 
     def _kidney_text(self, item: dict) -> str:
         """A kidney code as what it means (its SNOMED display is English)."""
-        below = self.kb_kidney_below(item)
+        below = item["egfr_below"]
         return self.text(f"cds.kidney.{item['status']}", below=self.number(below) if below is not None else "")
-
-    def kb_kidney_below(self, item: dict) -> float | None:
-        if item.get("egfr_below") is not None:
-            return item["egfr_below"]
-        code = self.codes.kidney.get(item["code"])
-        return code.egfr_below if code else None
 
     # -- suggestions and links ------------------------------------------------------------
 
