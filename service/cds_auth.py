@@ -51,6 +51,8 @@ OPEN_ENV = "FORMWISE_CDS_OPEN"  # a gateway in front checks the JWT: leave the s
 # CDS Hooks asks clients for ES384 or RS384; the other asymmetric JWS algorithms are
 # accepted too. Never HMAC (a public key must not double as a shared secret) or "none".
 ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+# The JWK key type each algorithm family signs with.
+KEY_TYPE_OF_ALGORITHM = {"ES": "EC", "RS": "RSA", "PS": "RSA"}
 LEEWAY_SECONDS = 60
 # CDS Hooks: the token's expiry SHOULD be no more than five minutes after it is issued.
 LONGEST_LIFETIME_SECONDS = 5 * 60
@@ -168,9 +170,16 @@ class TrustedClients:
     def _verified_claims(self, token: str, client: TrustedClient, header: dict, algorithm: str,
                          audiences: set[str]) -> dict:
         kid = header.get("kid")
+        family = KEY_TYPE_OF_ALGORITHM[algorithm[:2]]
         candidates = [key for key in client.keys if kid is None or key.key_id == kid]
         if not candidates:
             raise ClientNotTrusted("No trusted key of this issuer has the token's key id (kid).")
+        # A key of another type than the algorithm's cannot verify it: PyJWT would raise
+        # inside (not a JWT error) for some pairs, so they are never tried.
+        candidates = [key for key in candidates if key.key_type == family]
+        if not candidates:
+            raise ClientNotTrusted(f"No trusted {family} key of this issuer matches the token's algorithm "
+                                   f"({algorithm}).")
         refusal = "The token's signature does not match a trusted key of its issuer."
         for key in candidates:
             try:
@@ -190,6 +199,8 @@ class TrustedClients:
             except jwt.MissingRequiredClaimError as error:
                 raise ClientNotTrusted(f"The token has no '{error.claim}' claim.") from None
             except jwt.PyJWTError:
+                raise ClientNotTrusted("The token cannot be verified.") from None
+            except (TypeError, ValueError, AttributeError):  # a malformed token or key PyJWT did not foresee
                 raise ClientNotTrusted("The token cannot be verified.") from None
         raise ClientNotTrusted(refusal)
 

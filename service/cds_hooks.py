@@ -13,11 +13,10 @@ import datetime as dt
 import logging
 import os
 import re
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import marshmallow as ma
 import orjson
-import requests
 from flask import Blueprint, abort, current_app, request
 from marshmallow import fields, validate
 
@@ -33,6 +32,14 @@ from models.clinical_codes import (
 from service import cds_auth, storage
 from service.cds_cards import CardWriter
 from service.errors import problem, problem_from_body, validation_problem_body
+from service.fhir_fetch import (
+    FetchLimits,
+    FhirFetcher,
+    FhirFetchFailed,
+    FhirFetchRefused,
+    describe_failure,
+    parse_allow_list,
+)
 from service.handout import handout_link
 from service.recommendations import recommend
 from service.responses import json_response
@@ -52,8 +59,6 @@ HOOKS = ("patient-view", "order-select")
 SERVICE_TITLE = "Magnesium form advice"
 SERVICE_DESCRIPTION = ("Ranks magnesium supplement forms for the patient from age, sex, eGFR, conditions and "
                        "medicines, with the caveats, interactions and the advice to consult a clinician.")
-FHIR_TIMEOUT_SECONDS = (2.0, 5.0)  # connect, read
-MAX_FHIR_PAGES = 10
 FEEDBACK_MAX_ITEMS = 100
 # How long the cards' uuids (and their suggestions') are remembered for feedback, and how old an
 # eGFR or serum magnesium may be and still count (settings; these are the defaults).
@@ -159,10 +164,6 @@ class FeedbackRequestSchema(OpenSchema):
 # ---- FHIR access --------------------------------------------------------------------------
 
 
-class FhirUnavailable(Exception):
-    """A prefetch key is missing and the FHIR server could not supply it (reason says why)."""
-
-
 def _setting_days(config, name: str, default: int) -> int:
     """A whole number of days from the app's config or FORMWISE_<name>, else the default;
     0 days is allowed (remember no card; use no observation of any age)."""
@@ -185,60 +186,31 @@ def init_app(app, api=None) -> None:
         "max_observation_age_days": _setting_days(app.config, "CDS_MAX_OBSERVATION_AGE_DAYS",
                                                   MAX_OBSERVATION_AGE_DAYS),
         "card_memory_days": _setting_days(app.config, "CDS_CARD_MEMORY_DAYS", CARD_MEMORY_DAYS),
+        "allowed_fhir_servers": parse_allow_list(_setting_list(app.config, "CDS_ALLOWED_FHIR_SERVERS")),
+        "fhir_private_hosts": frozenset(_setting_list(app.config, "CDS_FHIR_PRIVATE_HOSTS")),
+        "fhir_limits": FetchLimits(deadline_seconds=float(
+            app.config.get("CDS_FHIR_DEADLINE_SECONDS") or os.environ.get("FORMWISE_CDS_FHIR_DEADLINE_SECONDS")
+            or FetchLimits.deadline_seconds)),
     }
 
 
-def _allowed_servers() -> tuple[str, ...]:
-    configured = current_app.config.get("CDS_ALLOWED_FHIR_SERVERS")
-    if configured is None:
-        configured = os.environ.get("FORMWISE_CDS_ALLOWED_FHIR_SERVERS", "").split()
-    return tuple(configured)
-
-
-def fetch_fhir(server: str, token: str | None, query: str) -> dict:
-    """GET one query from the FHIR server, following a searchset's next links (same server
-    only, at most MAX_FHIR_PAGES pages) and merging their entries."""
-    base = server.rstrip("/") + "/"
-    allowed = _allowed_servers()
-    if allowed and not any(base.startswith(prefix.rstrip("/") + "/") for prefix in allowed):
-        raise FhirUnavailable("the fhirServer is not in CDS_ALLOWED_FHIR_SERVERS")
-    headers = {"Accept": "application/fhir+json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    url, merged = urljoin(base, query), None
-    for _ in range(MAX_FHIR_PAGES):
-        try:
-            response = requests.get(url, headers=headers, timeout=FHIR_TIMEOUT_SECONDS, allow_redirects=False)
-        except requests.RequestException as error:
-            raise FhirUnavailable(f"the FHIR server did not answer ({type(error).__name__})") from None
-        if response.status_code != 200:
-            raise FhirUnavailable(f"the FHIR server answered {response.status_code}")
-        try:
-            page = response.json()
-        except ValueError:
-            raise FhirUnavailable("the FHIR server did not answer JSON") from None
-        if not isinstance(page, dict):
-            raise FhirUnavailable("the FHIR server did not answer a resource")
-        if merged is None:
-            merged = page
-        else:
-            merged.setdefault("entry", []).extend(page.get("entry") or [])
-        next_url = next((link.get("url") for link in page.get("link") or []
-                         if isinstance(link, dict) and link.get("relation") == "next"), None)
-        if page.get("resourceType") != "Bundle" or not next_url or not str(next_url).startswith(base):
-            break
-        url = next_url
-    return merged
+def _setting_list(config, name: str) -> tuple[str, ...]:
+    """A list from the app's config, else FORMWISE_<name> split on spaces."""
+    value = config.get(name)
+    if value is None:
+        value = os.environ.get(f"FORMWISE_{name}", "").split()
+    return tuple(value)
 
 
 def gather_fhir_data(body: dict) -> tuple[dict, list[str]]:
-    """Every prefetch key's data, fetched when the client did not send it; and the keys
-    (with the reason) that could not be had."""
+    """Every prefetch key's data, fetched when the client did not send it (only from an
+    allowed FHIR server, see service.fhir_fetch); and the keys (with the reason) that could
+    not be had. The reason for a failed fetch is the same whatever failed."""
     prefetch = body.get("prefetch") or {}
     server = body.get("fhirServer")
     token = (body.get("fhirAuthorization") or {}).get("access_token")
     patient_id = quote(body["context"]["patientId"], safe="")
-    data, missing = {}, []
+    data, missing, fetcher, refusal = {}, [], None, None
     for key, template in prefetch_templates().items():
         if prefetch.get(key) is not None:
             data[key] = prefetch[key]
@@ -246,10 +218,22 @@ def gather_fhir_data(body: dict) -> tuple[dict, list[str]]:
         if not server:
             missing.append(f"{key} (not prefetched and no fhirServer given)")
             continue
+        if fetcher is None and refusal is None:
+            settings = current_app.extensions["formwise_cds_settings"]
+            try:
+                fetcher = FhirFetcher(server, token, settings["allowed_fhir_servers"], settings["fhir_private_hosts"],
+                                      settings["fhir_limits"])
+            except FhirFetchRefused as error:
+                refusal = str(error)
+        if refusal is not None:
+            missing.append(f"{key} ({refusal})")
+            continue
         try:
-            data[key] = fetch_fhir(server, token, template.replace("{{context.patientId}}", patient_id))
-        except FhirUnavailable as error:
-            missing.append(f"{key} ({error})")
+            data[key] = fetcher.get(template.replace("{{context.patientId}}", patient_id))
+        except (FhirFetchRefused, FhirFetchFailed) as error:
+            log.info("FHIR fetch failed: %s", error)  # which check; never the URL or the token
+            refusal = describe_failure(error)  # the server failed once: the other keys are not tried
+            missing.append(f"{key} ({refusal})")
     return data, missing
 
 

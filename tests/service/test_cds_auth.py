@@ -3,6 +3,7 @@ signed for this service, may call the CDS Hooks services once trusted clients ar
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -247,3 +248,26 @@ def test_an_unreachable_token_store_is_a_503_not_a_pass(tmp_path):
     response = call(client, token())
     assert response.status_code == 503 and response.mimetype == "application/problem+json"
     assert response.headers["Retry-After"] == "5"
+
+
+def forged_header(header: dict) -> str:
+    """A token PyJWT would not write: the header as given, claims, a made-up signature."""
+    def part(value) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    return f"{part(header)}.{part({'iss': ISSUER, 'aud': AUDIENCE, 'jti': str(uuid.uuid4())})}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(("signed", "expected"), [
+    (lambda: token(RSA_KEY, "RS256", kid=None), 200),  # no kid: the issuer's RSA key is found by the algorithm
+    (lambda: token(RSA_KEY, "PS384", kid=None), 200),
+    (lambda: token(EC_KEY, "ES384", kid="rsa-1"), 401),  # the kid names a key of the other type
+    (lambda: token(RSA_KEY, "RS256", kid="ec-1"), 401),
+    (lambda: token(ec.generate_private_key(ec.SECP256R1()), "ES256", kid=None), 401),  # the P-384 key cannot
+    (lambda: forged_header({"alg": "RS256", "kid": ["rsa-1"]}), 401),  # a kid that is not a string
+    (lambda: forged_header({"alg": "ES384", "kid": {"$ne": ""}}), 401),
+])
+def test_keys_are_chosen_by_kid_and_algorithm_and_a_mismatch_is_a_401_never_a_500(trusted, signed, expected):
+    response = call(trusted, signed())
+    assert response.status_code == expected, response.get_data(as_text=True)
+    if expected == 401:
+        assert response.mimetype == "application/problem+json"

@@ -316,7 +316,14 @@ def with_server(server, token="secret-token"):
         "access_token": token, "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "s"}}
 
 
-def test_missing_prefetch_is_fetched_from_the_fhir_server_with_the_token(client, fhir_server):
+def allowing(server, **settings):
+    """A client of an app that may call this test server (loopback, so allowed by name)."""
+    return create_app({"TESTING": True, "CDS_ALLOWED_FHIR_SERVERS": [server.base],
+                       "CDS_FHIR_PRIVATE_HOSTS": ["127.0.0.1"], **settings}).test_client()
+
+
+def test_missing_prefetch_is_fetched_from_the_fhir_server_with_the_token(fhir_server):
+    client = allowing(fhir_server)
     card = card_of(client, hook_body(None, **with_server(fhir_server)))
     engine = expected_answer(client, {"age": 72, "sex": "male", "egfr": 52, "conditions": ["insomnia"],
                                       "medications": ["rxcui:3640", "Synthroid"]})
@@ -329,24 +336,30 @@ def test_missing_prefetch_is_fetched_from_the_fhir_server_with_the_token(client,
     assert all(auth == "Bearer secret-token" for _, auth in fhir_server.requests)
 
 
-def test_prefetch_wins_and_only_the_missing_keys_are_fetched(client, fhir_server):
+def test_prefetch_wins_and_only_the_missing_keys_are_fetched(fhir_server):
     data = prefetch(patient(40))
     del data["observations"]
-    card_of(client, hook_body(data, **with_server(fhir_server)))
+    card_of(allowing(fhir_server), hook_body(data, **with_server(fhir_server)))
     assert [path.split("?")[0] for path, _ in fhir_server.requests] == ["/fhir/Observation"]
 
 
-def test_a_fhir_server_that_refuses_is_412(client, fhir_server):
+def test_a_fhir_server_that_refuses_is_412_without_saying_how(fhir_server):
+    client = allowing(fhir_server)
     problem = assert_problem(client.post(SERVICE, json=hook_body(None, **with_server(fhir_server, "wrong"))), 412)
-    assert "401" in problem["detail"]
+    assert "could not be read" in problem["detail"] and "401" not in problem["detail"]
 
 
 def test_an_unreachable_fhir_server_is_412(client):
     with FhirServer() as server:
         base = server.base
     body = hook_body(None, fhirServer=base)
-    problem = assert_problem(client.post(SERVICE, json=body), 412)
-    assert "did not answer" in problem["detail"]
+    problem = assert_problem(allowing(server).post(SERVICE, json=body), 412)
+    assert "could not be read" in problem["detail"]
+
+
+def test_by_default_no_fhir_server_is_called(client, fhir_server):
+    problem = assert_problem(client.post(SERVICE, json=hook_body(None, **with_server(fhir_server))), 412)
+    assert "prefetch only" in problem["detail"] and fhir_server.requests == []
 
 
 def test_only_allowed_fhir_servers_are_fetched(fhir_server):
