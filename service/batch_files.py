@@ -501,6 +501,7 @@ class ChunkScorer:
         if self.output_kind != "csv":
             return self.builder.columns(scored, ids, unrecognized, self.limit)
         names = columnar.output_column_names(self.limit)
+        ids, unrecognized = defuse_formulas(ids), defuse_formulas(unrecognized)
         if not (_any_match(ids, NEEDS_QUOTES) or _any_match(unrecognized, NEEDS_QUOTES)):
             return CsvPart(names, self.builder.csv_rows(scored, ids, unrecognized, self.limit), len(ids))
         return render_csv(self.builder.columns(scored, ids, unrecognized, self.limit, as_text=True))
@@ -639,6 +640,21 @@ class CsvPart:
 
 FREE_TEXT_COLUMNS = ("id", "unrecognized_medications", "reason")
 NEEDS_QUOTES = '[",\r\n]'
+# A cell a spreadsheet would run as a formula (=HYPERLINK(...), +cmd, -2+3, @SUM, a tab or
+# CR first): CSV output prefixes it with a single quote, as OWASP advises; Parquet and JSON
+# Lines keep the value as it came.
+FORMULA_START = "^[=+\\-@\t\r]"
+
+
+def defuse_formulas(column):
+    """The column with every value that starts like a formula prefixed with "'" (free text
+    from the input file: ids, medicine names)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    starts = pc.match_substring_regex(column, FORMULA_START)
+    if not pc.any(starts).as_py():
+        return column
+    return pc.if_else(starts, pc.binary_join_element_wise(pa.scalar("'"), column, ""), column)
 
 
 def _any_match(column, pattern: str) -> bool:
@@ -654,6 +670,9 @@ def _needs_quotes(table: pa.Table) -> bool:
 def render_csv(table: pa.Table) -> CsvPart:
     """CSV rows (no header) for a table, rendered by the worker that scored it. Values are
     quoted only in chunks where a free-text value (an id, a medication name) needs it."""
+    for name in FREE_TEXT_COLUMNS:
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, defuse_formulas(table[name]))
     quoting = "needed" if _needs_quotes(table) else "none"
     sink = pa.BufferOutputStream()
     pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False, quoting_style=quoting))

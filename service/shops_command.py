@@ -197,6 +197,12 @@ def _rate_text(rate) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
+def printable(text) -> str:
+    """Text a shop wrote (a product name, a SKU), safe on a terminal: control characters
+    (CR, LF, escape sequences) are shown as \\uXXXX instead of acting."""
+    return "".join(char if char.isprintable() else f"\\u{ord(char):04x}" for char in str(text))
+
+
 @shops.command("report")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
@@ -212,7 +218,7 @@ def report(name, as_json):
     if as_json:
         _print_json(result)
         return
-    click.echo(f"{name}: {result['recommendations']} recommendations served with its keys")
+    click.echo(f"{printable(name)}: {result['recommendations']} recommendations served with its keys")
     header = f"{'views':>7}{'clicks':>8}{'carts':>7}{'purchases':>11}{'click rate':>12}{'conversion':>12}"
 
     def counts(row):
@@ -226,7 +232,7 @@ def report(name, as_json):
     click.echo("")
     click.echo(f"{'by product':<24}{header}")
     for row in result["by_product"]:
-        click.echo(f"{row['sku']:<24}{counts(row)}  {row['form']}  {row['name']}")
+        click.echo(f"{printable(row['sku']):<24}{counts(row)}  {row['form']}  {printable(row['name'])}")
     if not result["by_form"]:
         click.echo("(no events yet)")
 

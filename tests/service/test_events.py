@@ -145,7 +145,7 @@ def test_report_shows_conversion_by_form_and_product(db_app, database_url, runne
     client = db_app.test_client()
     products = [{"sku": "A", "name": "Glycinate A", "form": "glycinate", "elemental_mg_per_unit": 100,
                  "units_per_pack": 60, "price": 10, "currency": "EUR", "url": f"{ORIGIN}/a"},
-                {"sku": "B", "name": "Glycinate B", "form": "glycinate", "elemental_mg_per_unit": 50,
+                {"sku": "B", "name": "Glycinate B\x1b[2J\r\nFAKE", "form": "glycinate", "elemental_mg_per_unit": 50,
                  "units_per_pack": 60, "price": 8, "currency": "EUR", "url": f"{ORIGIN}/b"}]
     client.put("/v1/catalog", json={"products": products}, headers=server(created))
     events = [("A", "view"), ("A", "view"), ("A", "view"), ("A", "view"), ("A", "click"), ("A", "purchase"),
@@ -167,6 +167,9 @@ def test_report_shows_conversion_by_form_and_product(db_app, database_url, runne
                                   "click_rate": round(2 / 6, 4), "conversion": round(1 / 6, 4)}]
     text = runner.invoke(main, ["shops", "report", name], env={"DATABASE_URL": database_url}).output
     assert "by form" in text and "Glycinate A" in text and "25.0%" in text
+    # a product name cannot move the cursor, clear the screen or start a line of its own
+    assert "\x1b" not in text and "\r" not in text and "\nFAKE" not in text
+    assert "Glycinate B\\u001b[2J\\u000d\\u000aFAKE" in text
 
 
 def _shops(app):

@@ -334,3 +334,25 @@ def test_the_command_and_the_module_agree_on_the_default_chunk_size():
     from service import score_command
 
     assert score_command.DEFAULT_CHUNK_SIZE == batch_files.DEFAULT_CHUNK_SIZE
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_defused(runner, tmp_path):
+    """Free text from the input (ids, medicine names, reject reasons) that starts like a
+    formula is written with a leading "'" in CSV output; Parquet keeps the value as it came."""
+    source = tmp_path / "in.csv"
+    source.write_text("\n".join([
+        HEADER,
+        '"=HYPERLINK(""http://x.test"",""open"")",40,female,,,95,,,,@SUM(1)',
+        "+cmd,40,female,,,95,,,,-2+3",
+        "=bad,forty,,,,,,,,",
+        "plain,40,female,,,95,,,,omeprazole",
+    ]) + "\n")
+    result = run(runner, source, "-o", tmp_path / "out.csv", "--rejects", tmp_path / "rej.csv")
+    assert result.exit_code == 0, result.output
+    rows = read_rows(tmp_path / "out.csv")
+    assert [row["id"] for row in rows] == ["'=HYPERLINK(\"http://x.test\",\"open\")", "'+cmd", "plain"]
+    assert rows[0]["unrecognized_medications"].startswith("'@SUM") and rows[1]["unrecognized_medications"] == "'-2+3"
+    (reject,) = read_rows(tmp_path / "rej.csv")
+    assert reject["id"] == "'=bad"
+    assert run(runner, source, "-o", tmp_path / "out.parquet").exit_code == 0
+    assert read_rows(tmp_path / "out.parquet")[1]["id"] == "+cmd"
