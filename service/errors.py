@@ -144,5 +144,31 @@ def register_fallback_handler(app) -> None:
     def _unexpected(error):
         if isinstance(error, HTTPException):
             return app.extensions["formwise_api"].handle_http_exception(error)
+        dependency = unavailable_dependency(error)
+        if dependency is not None:
+            log.warning("dependency unavailable: %s (%s)", dependency, type(error).__name__)
+            return problem(503, "Service Unavailable", f"{dependency.capitalize()} cannot be reached just now; "
+                           f"try again in {RETRY_AFTER_SECONDS} seconds.", slug="dependency-unavailable",
+                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         log_unexpected(error)
         return problem(500, "Internal Server Error", "The server failed to answer; the error was logged.")
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_dependency(error: BaseException) -> str | None:
+    """Which outside part an error says is down ("the database", "the rate-limit store"), or
+    None when it is not an outage: those answer 503 with Retry-After, not 500."""
+    import sqlalchemy.exc
+
+    try:
+        import redis.exceptions as redis_errors
+    except ImportError:  # pragma: no cover - redis is a dependency
+        redis_errors = None
+    if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                          sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)):
+        return "the database"
+    if redis_errors is not None and isinstance(error, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+        return "the rate-limit store"
+    return None

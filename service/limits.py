@@ -20,6 +20,10 @@ from limits import parse_many
 from service import shops
 
 DEFAULT_RATE_LIMIT = "600/minute"
+# What counted calls meet while the shared store (Redis) cannot be reached: "refuse" (a 503
+# problem with Retry-After: no call goes unlimited) or "memory" (each worker counts on its
+# own until the store is back).
+WHEN_STORE_DOWN = ("refuse", "memory")
 
 
 def _setting(app: Flask, name: str, default: str | None = None) -> str | None:
@@ -97,6 +101,10 @@ def _limit_headers(limiter: Limiter):
 def init_app(app: Flask, api=None) -> None:
     """Call after service.shops.init_app: the limit is per key, so the key is checked first."""
     rate_limit = _setting(app, "FORMWISE_RATE_LIMIT", DEFAULT_RATE_LIMIT)
+    when_down = _setting(app, "FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN", "refuse")
+    if when_down not in WHEN_STORE_DOWN:
+        raise ValueError(f"FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN must be one of {', '.join(WHEN_STORE_DOWN)}, "
+                         f"not {when_down!r}")
     limit_text = " and ".join(str(item) for item in parse_many(rate_limit))  # a bad setting stops start-up
     limiter = Limiter(
         key_func=_limited_key,
@@ -110,8 +118,17 @@ def init_app(app: Flask, api=None) -> None:
         strategy="moving-window",
         headers_enabled=False,  # set by _limit_headers: Retry-After only on a 429
         key_prefix="formwise",
+        in_memory_fallback_enabled=when_down == "memory",
     )
     limiter.init_app(app)
     limiter.request_filter(_exempt)
     _limiter_only_for_counted_requests(app, limiter)
     app.extensions["formwise_limiter"] = limiter
+    if storage_uri(app) != "memory://":
+        app.extensions["formwise_readiness_checks"]["rate_limits"] = lambda: _check_store(limiter)
+
+
+def _check_store(limiter: Limiter) -> None:
+    """Readiness: the shared rate-limit store answers."""
+    if not limiter.storage.check():
+        raise ConnectionError("the rate-limit store (REDIS_URL) does not answer")

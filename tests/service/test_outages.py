@@ -1,0 +1,69 @@
+"""Honest failure (issue 19, part 6): the rate-limit store (Redis) or the database out of
+reach gives a 503 problem with Retry-After, never a 500, and /health/ready names the part
+that failed. Real parts: a Redis URL on a port where nothing listens, an SQLite file that
+is taken away under the running app."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from service import create_app, shops
+
+PROFILE = {"profile": {"age": 40}}
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def app_with_shop(tmp_path: Path, **settings):
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'formwise.db'}", **settings})
+    with app.app_context():
+        created = shops.create_shop(f"shop-{uuid.uuid4().hex[:8]}", ["https://shop.example"])
+    return app, {"X-API-Key": created["secret_key"]}
+
+
+def assert_unavailable(response, what: str) -> None:
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    assert response.headers["Retry-After"] == "5"
+    assert what in response.get_json()["detail"]
+
+
+def test_redis_out_of_reach_is_a_503_and_readiness_says_which(tmp_path):
+    app, key = app_with_shop(tmp_path, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    client = app.test_client()
+    assert_unavailable(client.post("/v1/recommendations", json=PROFILE, headers=key), "The rate-limit store")
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["rate_limits"].startswith("failed")
+    assert client.post("/v1/recommendations", json=PROFILE).status_code == 200  # unkeyed calls are not counted
+
+
+def test_the_limiter_may_fall_back_to_each_workers_memory(tmp_path):
+    app, key = app_with_shop(tmp_path, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+                             FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN="memory")
+    response = app.test_client().post("/v1/recommendations", json=PROFILE, headers=key)
+    assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "600"
+
+
+def test_a_bad_fallback_setting_stops_the_start(tmp_path):
+    with pytest.raises(ValueError, match="FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN"):
+        create_app({"TESTING": True, "FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN": "open"})
+
+
+def test_a_database_taken_away_is_a_503_and_readiness_says_which(tmp_path):
+    app, key = app_with_shop(tmp_path)
+    client = app.test_client()
+    assert client.post("/v1/recommendations", json=PROFILE, headers=key).status_code == 200
+    app.extensions["formwise_db"].kw["bind"].dispose()
+    for path in tmp_path.glob("formwise.db*"):
+        path.unlink()
+    assert_unavailable(client.post("/v1/recommendations", json=PROFILE, headers=key), "The database")
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["database"].startswith("failed")
