@@ -25,7 +25,7 @@ from marshmallow import fields, validate
 
 from models.knowledge import default_knowledge_base, load_knowledge_base
 from service import storage
-from service.errors import flatten_messages, problem, problem_body, problem_from_body
+from service.errors import MAX_LISTED_ERRORS, flatten_messages, problem, problem_body, problem_from_body
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import StrictInteger, StrictNumber, StrictSchema
@@ -196,7 +196,10 @@ def store_catalog(shop_id: int, rows: list) -> dict:
     if len(rows) > MAX_CATALOG_ROWS:
         raise CatalogError(f"At most {MAX_CATALOG_ROWS} products per upload (got {len(rows)}).")
     good, errors = validate_rows(rows)
-    summary = {"rows_in": len(rows), "products_stored": 0, "rows_rejected": len(rows) - len(good), "errors": errors}
+    # rows_rejected counts them all; the list stops at MAX_LISTED_ERRORS, so a large file of
+    # bad rows cannot make a reply many times its own size.
+    summary = {"rows_in": len(rows), "products_stored": 0, "rows_rejected": len(rows) - len(good),
+               "errors": errors[:MAX_LISTED_ERRORS]}
     if rows and not good:
         return summary
     summary["products_stored"] = storage.replace_catalog(shop_id, good)
@@ -209,7 +212,8 @@ class CatalogUploadSchema(ma.Schema):
     products_stored = fields.Integer(required=True)
     rows_rejected = fields.Integer(required=True)
     errors = fields.List(fields.Dict(), required=True, metadata={
-        "description": "One entry per problem: {row, field, message}; row 1 is the first product."})
+        "description": "One entry per problem: {row, field, message}; row 1 is the first product. At most "
+                       "the first 100 problems are listed; rows_rejected counts every rejected row."})
 
 
 class CatalogListSchema(ma.Schema):
@@ -257,7 +261,10 @@ class Catalog(MethodView):
             return problem(422, "Catalog cannot be read", str(error), slug="catalog-unreadable")
         summary = {"shop": shop.name, **summary}
         if summary["rows_in"] and not summary["products_stored"]:
-            body = problem_body(422, "No valid catalog row", "Every row was rejected; the catalog is unchanged.",
+            listed = (f" errors lists the first {MAX_LISTED_ERRORS} problems."
+                      if len(summary["errors"]) == MAX_LISTED_ERRORS else "")
+            body = problem_body(422, "No valid catalog row",
+                                f"Every row was rejected; the catalog is unchanged.{listed}",
                                 summary["errors"], slug="catalog-rejected")
             return problem_from_body(body)
         return json_response(summary)

@@ -229,14 +229,20 @@ def _public_key(path: Path, where: str, key) -> jwt.PyJWK:
         raise TrustFileError(path, where, f"is not a usable public JWK ({error})") from None
 
 
+def public_base_url() -> str:
+    """The base URL clients call (``FORMWISE_CDS_PUBLIC_URL``), ending in "/"; without the
+    setting, the request's own, whose Host header the caller chooses: tokens' ``aud``, the
+    card's source and its links are built on it."""
+    public = current_app.config.get("CDS_PUBLIC_URL") or os.environ.get(PUBLIC_URL_ENV)
+    return (public.rstrip("/") + "/") if public else request.host_url
+
+
 def audiences_of_this_call() -> set[str]:
     """The URLs a token for this call may name as ``aud``: the URL called and the service's
     own endpoint (feedback goes to ``<endpoint>/feedback``), on the public base URL when the
     operator set one (behind a proxy the service does not see the URL clients call, and the
     Host header it does see is the caller's to choose)."""
-    public = current_app.config.get("CDS_PUBLIC_URL")
-    base = public.rstrip("/") if public else request.host_url.rstrip("/")
-    called = base + request.path
+    called = public_base_url().rstrip("/") + request.path
     return {called, called.removesuffix("/feedback")}
 
 

@@ -329,7 +329,7 @@ def call_service(service_id: str):
                        slug="fhir-data-missing", errors=[{"field": error.field_name, "message": str(error)}])
     locale = request.accept_languages.best_match(vocab.LOCALES) or vocab.DEFAULT_LOCALE
     (answer,), locale = recommend([reading.profile], {"limit": 20, "locale": locale, "explain": False})
-    writer = CardWriter(recommender.knowledge_base, locale, request.url_root, max_age_days)
+    writer = CardWriter(recommender.knowledge_base, locale, cds_auth.public_base_url(), max_age_days)
     card = writer.card(answer, reading, handout_link(reading.profile, locale))
     memory_days = settings["card_memory_days"]
     storage.remember_card(card["uuid"], [item["uuid"] for item in card.get("suggestions", ())],

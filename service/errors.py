@@ -80,12 +80,17 @@ def problem_body(status: int, title: str, detail: str | None = None, errors: lis
     return body
 
 
+MAX_LISTED_ERRORS = 100  # a 120 KB body of empty rows once answered a 6 MB error
+
+
 def validation_problem_body(messages, prefix: str = "") -> dict:
     errors = flatten_messages(messages, prefix)
     detail = "; ".join(f"{item['field']}: {item['message']}" for item in errors[:5])
     if len(errors) > 5:
         detail += f"; and {len(errors) - 5} more"
-    return problem_body(422, "Request validation failed", detail, errors, "validation-error")
+    if len(errors) > MAX_LISTED_ERRORS:
+        detail += f" (errors lists the first {MAX_LISTED_ERRORS})"
+    return problem_body(422, "Request validation failed", detail, errors[:MAX_LISTED_ERRORS], "validation-error")
 
 
 class ProblemApi(Api):

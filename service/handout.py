@@ -14,7 +14,7 @@ from functools import cache
 import marshmallow as ma
 import orjson
 from cryptography.fernet import Fernet, InvalidToken
-from flask import Response, abort, current_app, render_template, request
+from flask import Response, abort, current_app, render_template
 from flask.views import MethodView
 from markupsafe import Markup, escape
 
@@ -181,7 +181,9 @@ def handout_link(profile: dict, locale: str) -> str:
     travels encrypted in the link (the service stores no profile): the URL shows nothing of
     it, and request logs record only the endpoint."""
     token = _link_cipher().encrypt(orjson.dumps({"profile": profile, "locale": locale})).decode()
-    return f"{request.url_root}v1/handout/{token}"
+    from service.cds_auth import public_base_url  # the card's base URL, not the caller's Host header
+
+    return f"{public_base_url()}v1/handout/{token}"
 
 
 @blp.route("/handout/<string:token>")

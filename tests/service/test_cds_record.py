@@ -326,3 +326,10 @@ def test_cards_are_forgotten_after_the_set_time():
     card = card_of(client, hook_body(prefetch()))
     response = post_feedback(client, feedback_item(card["uuid"], "overridden"))
     assert response.status_code == 422
+
+
+def test_card_links_use_the_public_url_not_the_callers_host_header():
+    client = create_app({"TESTING": True, "CDS_PUBLIC_URL": "https://formwise.example.org"}).test_client()
+    card = card_of(client, hook_body(prefetch()), headers={"Host": "attacker.test"})
+    assert card["source"]["url"] == "https://formwise.example.org/docs"
+    assert all(link["url"].startswith("https://formwise.example.org/v1/") for link in card["links"])

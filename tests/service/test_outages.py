@@ -67,3 +67,11 @@ def test_a_database_taken_away_is_a_503_and_readiness_says_which(tmp_path):
     assert_unavailable(client.post("/v1/recommendations", json=PROFILE, headers=key), "The database")
     ready = client.get("/health/ready")
     assert ready.status_code == 503 and ready.get_json()["checks"]["database"].startswith("failed")
+
+
+def test_a_body_of_many_bad_rows_answers_a_short_problem(tmp_path):
+    app, key = app_with_shop(tmp_path)
+    response = app.test_client().put("/v1/catalog", json={"products": [{}] * 2000}, headers=key)
+    body = response.get_json()
+    assert response.status_code == 422 and len(body["errors"]) == 100
+    assert "errors lists the first 100" in body["detail"] and len(response.get_data()) < 50_000
