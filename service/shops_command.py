@@ -83,6 +83,37 @@ def db_upgrade():
     engine.dispose()
 
 
+@db.command("prune")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Keep this many days (default FORMWISE_RETENTION_DAYS, else 90).")
+@click.option("--json", "as_json", is_flag=True)
+def db_prune(days, as_json):
+    """Delete stored answer ids, events, outcomes and CDS feedback older than the retention
+    period, and expired CDS cards and token ids (run it daily, e.g. from cron)."""
+    import datetime as dt
+    import os
+    import time
+
+    from service import storage
+
+    if days is None:
+        setting = os.environ.get("FORMWISE_RETENTION_DAYS") or storage.DEFAULT_RETENTION_DAYS
+        try:
+            days = int(setting)
+        except ValueError:
+            _fail(f"FORMWISE_RETENTION_DAYS must be a whole number of days, not {setting!r}")
+        if days < 1:
+            _fail("FORMWISE_RETENTION_DAYS must be at least 1")
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+    with _app_context():
+        deleted = storage.prune(cutoff, time.time())
+    if as_json:
+        _print_json({"kept_days": days, "deleted": deleted})
+        return
+    click.echo(f"Kept the last {days} days; deleted " + ", ".join(f"{count} {name}" for name, count in deleted.items())
+               + ".")
+
+
 # ---- formwise shops ---------------------------------------------------------------------
 
 

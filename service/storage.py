@@ -527,3 +527,24 @@ def record_token_use(digest: str, forget_after: int, now: float) -> bool:
 def _aware(moment: dt.datetime) -> dt.datetime:
     """SQLite hands datetimes back without their zone; they were stored in UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+# ---- retention (issue 19) -----------------------------------------------------------------
+
+DEFAULT_RETENTION_DAYS = 90
+
+
+def prune(older_than: dt.datetime, now: float) -> dict[str, int]:
+    """Deletes what is older than ``older_than`` (answer ids, events, outcomes, CDS feedback)
+    and what has outlived its own expiry (remembered CDS cards, used token ids); returns
+    the rows deleted per table. Shops, keys and products are kept."""
+    deleted = {}
+    with connection_scope() as connection:
+        for model in (Event, Outcome, CdsFeedback, Recommendation):  # events before the answers they name
+            table = model.__table__
+            deleted[table.name] = connection.execute(sa.delete(table).where(table.c.created_at < older_than)).rowcount
+        for model in (CdsCard, CdsUsedToken):
+            table = model.__table__
+            deleted[table.name] = connection.execute(sa.delete(table).where(table.c.forget_after <= now)).rowcount
+    return deleted
+
