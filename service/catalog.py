@@ -29,7 +29,7 @@ from service.errors import MAX_LISTED_ERRORS, flatten_messages, problem, problem
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import StrictInteger, StrictNumber, StrictSchema
-from service.shops import SHOP_KEY_SECURITY, current_shop, require_shop
+from service.shops import SHOP_KEY_SECURITY, current_shop, request_key, require_shop
 
 blp = Blueprint("catalog", __name__, url_prefix="/v1", description="A shop's products (needs its secret key).")
 
@@ -190,7 +190,7 @@ def read_upload(body: bytes, media_type: str) -> list:
         raise CatalogError(f"Invalid JSON: {error}") from None
 
 
-def store_catalog(shop_id: int, rows: list) -> dict:
+def store_catalog(shop_id: int, rows: list, actor: str = "cli") -> dict:
     """Validates the rows and, unless every row is bad, makes the good ones the shop's whole
     catalog. An upload with no rows empties it. Returns the summary the API and CLI print."""
     if len(rows) > MAX_CATALOG_ROWS:
@@ -203,6 +203,9 @@ def store_catalog(shop_id: int, rows: list) -> dict:
     if rows and not good:
         return summary
     summary["products_stored"] = storage.replace_catalog(shop_id, good)
+    storage.record_audit("catalog.replaced", actor, str(shop_id),
+                         {"rows_in": len(rows), "products_stored": summary["products_stored"],
+                          "rows_rejected": summary["rows_rejected"]})
     return summary
 
 
@@ -256,7 +259,9 @@ class Catalog(MethodView):
                            f"Send the catalog as text/csv or application/json (got '{got}').")
         shop = current_shop()
         try:
-            summary = store_catalog(shop.id, read_upload(request.get_data(), media_type))
+            key = request_key()
+            summary = store_catalog(shop.id, read_upload(request.get_data(), media_type),
+                                    actor=f"key {key.prefix}" if key is not None else "api")
         except CatalogError as error:
             return problem(422, "Catalog cannot be read", str(error), slug="catalog-unreadable")
         summary = {"shop": shop.name, **summary}

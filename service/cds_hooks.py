@@ -10,6 +10,8 @@ and writes the card (summary, indicator from max_severity, source, Markdown deta
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -17,7 +19,7 @@ from urllib.parse import quote
 
 import marshmallow as ma
 import orjson
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, g, request
 from marshmallow import fields, validate
 
 from models import vocabulary as vocab
@@ -237,6 +239,13 @@ def gather_fhir_data(body: dict) -> tuple[dict, list[str]]:
     return data, missing
 
 
+def _patient_digest(patient_id: str) -> str:
+    """The patient id as a keyed hash: the same patient gives the same digest in the audit
+    log, and the log alone does not say who it was."""
+    key = storage.app_secret("audit-patient-ids").encode()
+    return hmac.new(key, str(patient_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def _service_or_404(service_id: str) -> None:
     if service_id not in SERVICES:
         abort(problem(404, "Not Found", f"No CDS service '{service_id}'. Known services: {', '.join(SERVICES)}."))
@@ -268,7 +277,8 @@ def _trusted_clients_only():
     if trust is None or request.method != "POST":
         return None
     try:
-        trust.check(request.headers.get("Authorization"), cds_auth.audiences_of_this_call())
+        claims = trust.check(request.headers.get("Authorization"), cds_auth.audiences_of_this_call())
+        g.cds_client = f"{claims.get('iss')} {claims.get('sub') or ''}".strip()
     except cds_auth.ClientNotTrusted as refusal:
         return problem(401, "Unauthorized", str(refusal), slug="cds-client-not-trusted",
                        headers={"WWW-Authenticate": 'Bearer realm="cds-services", error="invalid_token"'})
@@ -334,6 +344,9 @@ def call_service(service_id: str):
     memory_days = settings["card_memory_days"]
     storage.remember_card(card["uuid"], [item["uuid"] for item in card.get("suggestions", ())],
                           forget_after=int(dt.datetime.now(dt.UTC).timestamp()) + memory_days * 86400)
+    storage.record_audit("cds.call", g.get("cds_client", "open (no JWT checked)"), service_id,
+                         {"hook": body["hook"], "patient": _patient_digest(body["context"]["patientId"]),
+                          "card": card["uuid"], "indicator": card["indicator"]})
     return json_response({"cards": [card]}, headers={"Content-Language": locale})
 
 

@@ -88,7 +88,7 @@ def normalize_origin(value: str) -> str:
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
 
 
-def create_shop(name: str, origins: list[str]) -> dict:
+def create_shop(name: str, origins: list[str], actor: str = "cli") -> dict:
     """A new shop with its origins and a fresh key pair; the keys are returned once here
     and never again. Raises ValueError for a bad name or origin, or a name in use."""
     name = name.strip()
@@ -100,6 +100,8 @@ def create_shop(name: str, origins: list[str]) -> dict:
     publishable_key, publishable_row = _key_row("publishable")
     secret_key, secret_row = _key_row("secret")
     shop_id = storage.add_shop(name, normalized, [publishable_row, secret_row])
+    storage.record_audit("shop.created", actor, name, {"shop_id": shop_id, "origins": normalized,
+                                                       "keys": [publishable_row[1], secret_row[1]]})
     return {"shop_id": shop_id, "name": name, "origins": normalized,
             "publishable_key": publishable_key, "secret_key": secret_key}
 
@@ -111,11 +113,14 @@ def issue_key(shop_id: int, kind: str) -> str:
     return key
 
 
-def revoke_key(key_or_prefix: str, replace: bool = False) -> tuple[storage.KeyRecord, str | None]:
+def revoke_key(key_or_prefix: str, replace: bool = False, actor: str = "cli") -> tuple[storage.KeyRecord, str | None]:
     """Revokes a key given whole or by the prefix ``shops list`` shows; with ``replace`` a
     new key of the same kind is issued to the same shop and returned."""
     record = storage.revoke_key(key_hash=hash_key(key_or_prefix), prefix=key_or_prefix)
-    return record, issue_key(record.shop_id, record.kind) if replace else None
+    new_key = issue_key(record.shop_id, record.kind) if replace else None
+    storage.record_audit("key.revoked", actor, record.shop_name, {
+        "kind": record.kind, "prefix": record.prefix, "replaced_by": display_prefix(new_key) if new_key else None})
+    return record, new_key
 
 
 # ---- requests ---------------------------------------------------------------------------

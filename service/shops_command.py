@@ -114,6 +114,31 @@ def db_prune(days, as_json):
                + ".")
 
 
+@click.command("audit")
+@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="How far back.")
+@click.option("--action", type=click.Choice(["shop.created", "key.revoked", "key.issued", "origin.added",
+                                             "origin.removed", "catalog.replaced", "cds.call"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def audit(days, action, as_json):
+    """Who changed shops' keys, origins and catalogs, and which CDS clients called, newest
+    first."""
+    import datetime as dt
+
+    from service import storage
+
+    with _app_context():
+        entries = storage.list_audit(since=dt.datetime.now(dt.UTC) - dt.timedelta(days=days), action=action)
+    if as_json:
+        _print_json(entries)
+        return
+    if not entries:
+        click.echo(f"No audit entries in the last {days} days.")
+    for entry in entries:
+        details = " ".join(f"{key}={value}" for key, value in entry["details"].items())
+        click.echo(printable(f"{entry['at'][:19]}  {entry['action']:<17} {entry['subject']}  by {entry['actor']}"
+                             f"  {details}"))
+
+
 # ---- formwise shops ---------------------------------------------------------------------
 
 
@@ -178,6 +203,8 @@ def add_origin(name, origin):
         try:
             normalized = shop_keys.normalize_origin(origin)
             added = storage.add_origin(name, normalized)
+            if added:
+                storage.record_audit("origin.added", "cli", name, {"origin": normalized})
         except (ValueError, storage.NotFoundError) as error:
             _fail(str(error))
     click.echo(f"Added {normalized} to '{name}'." if added else f"'{name}' already lists {normalized}.")
@@ -195,6 +222,8 @@ def remove_origin(name, origin):
         try:
             normalized = shop_keys.normalize_origin(origin)
             removed = storage.remove_origin(name, normalized)
+            if removed:
+                storage.record_audit("origin.removed", "cli", name, {"origin": normalized})
         except (ValueError, storage.NotFoundError) as error:
             _fail(str(error))
     if not removed:
@@ -309,5 +338,5 @@ def upload(shop, path, as_json):
 
 
 def register(main: click.Group) -> None:
-    for group in (db, shops, catalog):
+    for group in (db, shops, catalog, audit):
         main.add_command(group)

@@ -9,6 +9,7 @@ short transaction (``service.db.session_scope``) inside the current Flask app co
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -170,6 +171,20 @@ class AppSecret(Base):
 
     name: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
     value: Mapped[str] = mapped_column(sa.String(200))
+
+
+class AuditEntry(Base):
+    """One change to a shop's keys, origins or catalog, or one CDS call: who (a key prefix,
+    "cli", a CDS client's iss and sub), what, on what, and details without health data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(300))
+    action: Mapped[str] = mapped_column(sa.String(50), index=True)
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    details: Mapped[str] = mapped_column(sa.Text)
 
 
 class NotFoundError(LookupError):
@@ -540,11 +555,41 @@ def prune(older_than: dt.datetime, now: float) -> dict[str, int]:
     the rows deleted per table. Shops, keys and products are kept."""
     deleted = {}
     with connection_scope() as connection:
-        for model in (Event, Outcome, CdsFeedback, Recommendation):  # events before the answers they name
+        for model in (Event, Outcome, CdsFeedback, Recommendation, AuditEntry):  # events before their answers
             table = model.__table__
             deleted[table.name] = connection.execute(sa.delete(table).where(table.c.created_at < older_than)).rowcount
         for model in (CdsCard, CdsUsedToken):
             table = model.__table__
             deleted[table.name] = connection.execute(sa.delete(table).where(table.c.forget_after <= now)).rowcount
     return deleted
+
+
+# ---- audit log (issue 19) -----------------------------------------------------------------
+
+AUDIT_ACTIONS = ("shop.created", "key.revoked", "key.issued", "origin.added", "origin.removed", "catalog.replaced",
+                 "cds.call")
+
+
+def record_audit(action: str, actor: str, subject: str, details: dict | None = None) -> None:
+    """Appends one entry; ``details`` holds ids, counts and names, never a profile."""
+    if action not in AUDIT_ACTIONS:
+        raise ValueError(f"audit action must be one of {', '.join(AUDIT_ACTIONS)}")
+    with connection_scope() as connection:
+        connection.execute(sa.insert(AuditEntry).values(
+            created_at=utc_now(), actor=actor[:300], action=action, subject=subject[:200],
+            details=json.dumps(details or {}, sort_keys=True, default=str)))
+
+
+def list_audit(since: dt.datetime | None = None, action: str | None = None, limit: int = 1000) -> list[dict]:
+    """The newest entries first (at most ``limit``), from ``since`` on, of one action if given."""
+    table = AuditEntry.__table__
+    query = sa.select(table).order_by(table.c.id.desc()).limit(limit)
+    if since is not None:
+        query = query.where(table.c.created_at >= since)
+    if action is not None:
+        query = query.where(table.c.action == action)
+    with connection_scope() as connection:
+        return [{"id": row.id, "at": _aware(row.created_at).isoformat(), "actor": row.actor, "action": row.action,
+                 "subject": row.subject, "details": json.loads(row.details)}
+                for row in connection.execute(query)]
 
