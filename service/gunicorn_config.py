@@ -42,8 +42,9 @@ def _usable_cpus() -> int:
 
 bind = os.environ.get("FORMWISE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("FORMWISE_WORKERS") or _usable_cpus())
-# Scoring is CPU-bound numpy: one synchronous worker per CPU, no threads to share the GIL.
-worker_class = "sync"
+# Scoring is CPU-bound numpy: one synchronous worker per CPU, no threads to share the GIL;
+# gunicorn's own errors (431, 400, 500) answer problem+json (service/gunicorn_worker.py).
+worker_class = "service.gunicorn_worker.ProblemSyncWorker"
 preload_app = True
 timeout = int(os.environ.get("FORMWISE_TIMEOUT", "30"))  # a stuck worker is killed and replaced
 graceful_timeout = 30  # on SIGTERM or SIGHUP, time for a worker to finish its request
@@ -71,16 +72,19 @@ class JsonLogger(Logger):
 
     def setup(self, cfg):
         super().setup(cfg)
+        from service.gunicorn_worker import redact_query_strings
         from service.observability import JsonFormatter
 
         for handler in self.error_log.handlers:
             handler.setFormatter(JsonFormatter())
+            handler.addFilter(redact_query_strings)
 
     def access(self, resp, req, environ, request_time):
         """Never: see accesslog above."""
 
 
 logger_class = JsonLogger
+
 
 
 def on_starting(server):
