@@ -251,7 +251,21 @@ def test_unknown_services_and_non_json_bodies_are_problems(client):
 # ---- a real FHIR server -----------------------------------------------------------------------
 
 
-class FhirServer:
+class ServedInThread:
+    """``self.server`` (an http.server) served from a thread for the length of a with block."""
+
+    server: http.server.ThreadingHTTPServer
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FhirServer(ServedInThread):
     """A tiny FHIR server on a free local port: answers the service's queries from a dict of
     resources, requires a bearer token, pages MedicationRequest, and records what it was asked."""
 
@@ -288,14 +302,6 @@ class FhirServer:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}/fhir/"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import threading
 import time
 import zlib
 
@@ -16,10 +15,10 @@ import pytest
 from service import create_app
 from service.fhir_fetch import NEUTRAL_FAILURE, BaseUrl, FhirFetchRefused
 
-from .test_cds_hooks import SERVICE, bundle, hook_body, patient
+from .test_cds_hooks import SERVICE, ServedInThread, bundle, hook_body, patient
 
 
-class MisbehavingServer:
+class MisbehavingServer(ServedInThread):
     """A FHIR-like server on a free loopback port; ``mode`` says how it answers."""
 
     def __init__(self, mode="ok"):
@@ -89,14 +88,6 @@ class MisbehavingServer:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}/fhir/"
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def app_client(allowed, private_hosts=("127.0.0.1",), **settings):
