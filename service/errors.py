@@ -165,15 +165,12 @@ RETRY_AFTER_SECONDS = 5
 def unavailable_dependency(error: BaseException) -> str | None:
     """Which outside part an error says is down ("the database", "the rate-limit store"), or
     None when it is not an outage: those answer 503 with Retry-After, not 500."""
+    import redis.exceptions
     import sqlalchemy.exc
 
-    try:
-        import redis.exceptions as redis_errors
-    except ImportError:  # pragma: no cover - redis is a dependency
-        redis_errors = None
     if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
                           sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)):
         return "the database"
-    if redis_errors is not None and isinstance(error, (redis_errors.ConnectionError, redis_errors.TimeoutError)):
+    if isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return "the rate-limit store"
     return None

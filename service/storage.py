@@ -566,8 +566,7 @@ def prune(older_than: dt.datetime, now: float) -> dict[str, int]:
 
 # ---- audit log (issue 19) -----------------------------------------------------------------
 
-AUDIT_ACTIONS = ("shop.created", "key.revoked", "key.issued", "origin.added", "origin.removed", "catalog.replaced",
-                 "cds.call")
+AUDIT_ACTIONS = ("shop.created", "key.revoked", "origin.added", "origin.removed", "catalog.replaced", "cds.call")
 
 
 def record_audit(action: str, actor: str, subject: str, details: dict | None = None) -> None:

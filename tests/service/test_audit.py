@@ -51,3 +51,8 @@ def test_changes_and_cds_calls_are_audited_and_read_back(db_app, database_url, r
         assert secret not in text
     readable = runner.invoke(main, ["audit", "--action", "cds.call"], env=env)
     assert readable.exit_code == 0 and "cds.call" in readable.output and "shop.created" not in readable.output
+
+
+def test_an_unknown_audit_action_is_refused_naming_the_known_ones(database_url, runner):
+    result = runner.invoke(main, ["audit", "--action", "key.issued"], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 1 and "cds.call" in result.output
