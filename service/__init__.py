@@ -56,6 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["formwise"] = app.config.get("RECOMMENDER") or Recommender(knowledge_base)
     app.extensions["formwise_readiness_checks"] = {}  # name -> callable that raises when not ready
     app.extensions["formwise_answer_hooks"] = []  # hook(answers, locale, preferences), see recommendations.recommend
+    app.extensions["formwise_cost_hooks"] = []  # hook() -> products per recommendation, see cost_over_ceiling
 
     api = ProblemApi(app)
     app.extensions["formwise_api"] = api
@@ -94,6 +95,7 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
         cds_auth,
         cds_hooks,
         db,
+        deadline,
         docs,
         events,
         feedback,
@@ -117,5 +119,5 @@ def _register_parts(app: Flask, api: ProblemApi) -> None:
     # the per-key rate limit; observability after the parts that hook into requests, since its
     # WSGI layer wraps the app; the CDS client trust after observability has set up the JSON
     # log its start-up warning goes to (it adds no hook of its own).
-    for part in (db, shops, limits, catalog, events, feedback, widget, observability, cds_auth, cds_hooks):
+    for part in (db, deadline, shops, limits, catalog, events, feedback, widget, observability, cds_auth, cds_hooks):
         part.init_app(app, api)

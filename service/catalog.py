@@ -11,9 +11,11 @@ is already above its maximum, the upper limit for the age) is left out."""
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import math
+import threading
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -24,7 +26,7 @@ from flask.views import MethodView
 from marshmallow import fields, validate
 
 from models.knowledge import default_knowledge_base, load_knowledge_base
-from service import storage
+from service import deadline, storage
 from service.errors import MAX_LISTED_ERRORS, flatten_messages, problem, problem_body, problem_from_body
 from service.parser import Blueprint
 from service.responses import json_response
@@ -319,19 +321,84 @@ def offer(product: dict, dose_range: dict, max_units_per_day: int | None = None)
     }
 
 
+class CatalogIndex:
+    """A shop's products by form, each form's list ordered by price per mg of magnesium, so
+    that the few cheapest offers for a dose range are found without pricing every product.
+
+    A product's cost a day is at least its price per mg times the range's minimum (it must
+    reach the minimum), so once that bound passes the dearest of the offers kept, no later
+    product can enter: the scan stops. The result is exactly what pricing every product of
+    the form and keeping the cheapest MAX_PRODUCTS_PER_FORM would give."""
+
+    def __init__(self, products: list[dict]):
+        shelves: dict[str, list[tuple[float, str, dict]]] = defaultdict(list)
+        for product in products:
+            price_per_mg = product["price"] / product["units_per_pack"] / product["elemental_mg_per_unit"]
+            shelves[product["form"]].append((price_per_mg, product["sku"], product))
+        self.shelves = {form: sorted(shelf, key=lambda entry: entry[:2]) for form, shelf in shelves.items()}
+
+    def offers(self, form: str, dose_range: dict, max_units_per_day: int | None) -> list[dict]:
+        kept: list[tuple[float, str, dict]] = []  # (cost a day, sku, offer), cheapest first
+        minimum = dose_range["min"]
+        for price_per_mg, _, product in self.shelves.get(form, ()):
+            # rounding to cents can lower a cost by half a cent at most
+            if len(kept) == MAX_PRODUCTS_PER_FORM and price_per_mg * minimum - 0.005 - 1e-9 > kept[-1][0]:
+                break
+            item = offer(product, dose_range, max_units_per_day)
+            if item is not None:
+                bisect.insort(kept, (item["cost_per_day"], item["sku"], item), key=lambda entry: entry[:2])
+                del kept[MAX_PRODUCTS_PER_FORM:]
+        return [entry[2] for entry in kept]
+
+
+class _IndexCache:
+    """Each worker's catalog indexes, by shop, rebuilt when the catalog's version changes."""
+
+    MAX_SHOPS = 256
+
+    def __init__(self):
+        self._indexes: dict[int, tuple[tuple[int, int], CatalogIndex]] = {}
+        self._lock = threading.Lock()
+
+    def index_for(self, shop_id: int) -> CatalogIndex:
+        version = storage.catalog_version(shop_id)
+        cached = self._indexes.get(shop_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        index = CatalogIndex(storage.list_products(shop_id))
+        with self._lock:
+            if len(self._indexes) >= self.MAX_SHOPS:
+                self._indexes.pop(next(iter(self._indexes)))
+            self._indexes[shop_id] = (version, index)
+        return index
+
+
+catalog_indexes = _IndexCache()
+
+
+def products_per_recommendation() -> int:
+    """Cost hook: how many products each recommendation of this request may list (0 without a
+    shop key)."""
+    shop = current_shop()
+    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, storage.catalog_version(shop.id)[1])
+
+
 def add_shop_products(answers: list[dict], locale: str, preferences: list[dict]) -> None:
     """Answer hook: with a shop's key, each recommendation gets ``products`` (possibly empty),
     cheapest a day first, each within the units a day the person accepts when they said.
     Excluded forms get nothing, and an answer with a critical caveat has no
-    recommendations, so no products."""
+    recommendations, so no products. Offers are worked out once per form, dose range and
+    units a day within a request (a batch repeats them), from the shop's index."""
     shop = current_shop()
     if shop is None:
         return
-    forms = sorted({item["form"] for answer in answers for item in answer["recommendations"]})
-    by_form: dict[str, list[dict]] = defaultdict(list)
-    for product in storage.list_products(shop.id, forms) if forms else ():
-        by_form[product["form"]].append(product)
-    for answer, wishes in zip(answers, preferences, strict=True):
+    if not any(answer["recommendations"] for answer in answers):
+        return
+    index = catalog_indexes.index_for(shop.id)
+    worked_out: dict[tuple, list[dict]] = {}
+    for position, (answer, wishes) in enumerate(zip(answers, preferences, strict=True)):
+        if position % 64 == 63:
+            deadline.check()
         max_units = wishes.get("max_units_per_day")
         excluded = {item["form"] for item in answer["excluded"]}
         for recommendation in answer["recommendations"]:
@@ -339,10 +406,11 @@ def add_shop_products(answers: list[dict], locale: str, preferences: list[dict])
                 recommendation["products"] = []
                 continue
             dose_range = recommendation["dose"]["elemental_mg_per_day"]
-            offers = [item for item in (offer(p, dose_range, max_units) for p in by_form[recommendation["form"]])
-                      if item]
-            offers.sort(key=lambda item: (item["cost_per_day"], item["sku"]))
-            recommendation["products"] = offers[:MAX_PRODUCTS_PER_FORM]
+            key = (recommendation["form"], dose_range["min"], dose_range["max"], max_units)
+            offers = worked_out.get(key)
+            if offers is None:
+                offers = worked_out[key] = index.offers(recommendation["form"], dose_range, max_units)
+            recommendation["products"] = [dict(item) for item in offers]
 
 
 def init_app(app, api) -> None:
@@ -351,3 +419,4 @@ def init_app(app, api) -> None:
     NON_JSON_BODY_PATHS.add(CATALOG_PATH)  # CSV or JSON; this module checks the media type
     api.register_blueprint(blp)
     app.extensions["formwise_answer_hooks"].append(add_shop_products)
+    app.extensions["formwise_cost_hooks"].append(products_per_recommendation)

@@ -25,6 +25,10 @@ class Config:
     SINGLE_MAX_CONTENT_LENGTH = 1 * MIB
     # A folder with a supplement's knowledge base, to use instead of the packaged one.
     KNOWLEDGE_BASE_DIR = None
+    # Work units a batch may cost: items x limit x (1 + products listed per recommendation).
+    # The default admits the contract's largest batch (1,000 x 20 x (1 + 5)); lower it on a
+    # small machine (FORMWISE_MAX_REQUEST_COST).
+    FORMWISE_MAX_REQUEST_COST = 120_000
     JSON_SORT_KEYS = False
 
 
@@ -38,4 +42,9 @@ def from_environment() -> dict:
     overrides = {}
     if os.environ.get("FORMWISE_KNOWLEDGE_BASE_DIR"):
         overrides["KNOWLEDGE_BASE_DIR"] = os.environ["FORMWISE_KNOWLEDGE_BASE_DIR"]
+    if os.environ.get("FORMWISE_MAX_REQUEST_COST"):
+        setting = os.environ["FORMWISE_MAX_REQUEST_COST"].replace("_", "")
+        if not setting.isdigit() or int(setting) < 1:
+            raise ValueError(f"FORMWISE_MAX_REQUEST_COST must be a whole number of work units, not {setting!r}")
+        overrides["FORMWISE_MAX_REQUEST_COST"] = int(setting)
     return overrides

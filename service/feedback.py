@@ -3,15 +3,26 @@
 The record holds the answer's ``recommendation_id``, the form, the two ratings and the
 reporting shop when a shop key was used: never a profile, so it cannot say who the person
 was. ``formwise train --with-feedback`` learns population-level preferences from it (see
-models.training)."""
+models.training).
+
+Only answers this service issued count, and only on a form that answer recommended, once:
+the answer id is signed and names its forms (service.ids.AnswerIds), so a forged or
+guessed id, a form the answer did not recommend, an answer older than the retention period
+and a second report on the same answer and form are refused before anything is stored."""
 
 from __future__ import annotations
 
+import time
+
 import marshmallow as ma
+from flask import current_app
 from flask.views import MethodView
 from marshmallow import fields, validate
 
 from service import storage
+from service.db import engine_of
+from service.errors import problem, problem_from_body, validation_problem_body
+from service.ids import AnswerIds, answer_id_secret
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import RunningFormId, StrictBoolean, StrictInteger, StrictSchema
@@ -54,17 +65,59 @@ class FeedbackResponseSchema(ma.Schema):
 class Feedback(MethodView):
     @blp.arguments(FeedbackSchema())
     @blp.alt_response(201, schema=FeedbackResponseSchema, success=True, description="The outcome was recorded.")
+    @blp.alt_response(409, description="Feedback on this form of this answer was already recorded.")
     def post(self, feedback):
         """Report how a recommended form worked out: tolerated, and helpful from 1 to 5.
 
-        Only the answer's id, the form and the two ratings are stored (with the shop, when a
-        shop key is used); send nothing about the person."""
+        Taken once per answer and form, for a form the answer recommended, within the
+        retention period (90 days unless configured). Only the answer's id, the form and
+        the two ratings are stored (with the shop, when a shop key is used); send nothing
+        about the person."""
+        refused = _refusal(feedback)
+        if refused is not None:
+            return refused
         shop = current_shop()
         recorded = {"recommendation_id": str(feedback["recommendation_id"]), "form": feedback["form"],
                     "tolerated": feedback["tolerated"], "helpful": feedback["helpful"]}
-        storage.record_outcome(**recorded, shop_id=shop.id if shop is not None else None)
+        try:
+            storage.record_outcome(**recorded, shop_id=shop.id if shop is not None else None)
+        except storage.AlreadyRecorded:
+            return problem(409, "Conflict", f"Feedback on {feedback['form']} for this answer was already recorded: "
+                           "each recommended form of an answer takes one report.")
         return json_response(recorded, status=201)
 
 
+def _field_problem(field: str, message: str):
+    return problem_from_body(validation_problem_body({field: [message]}))
+
+
+def _refusal(feedback: dict):
+    """A 422 problem when the answer was not issued here, is too old, or did not recommend
+    the form; else None."""
+    issued = current_app.extensions["formwise_answer_ids"].read(feedback["recommendation_id"])
+    if issued is None:
+        return _field_problem("recommendation_id", "Not an answer this service issued: send the recommendation_id "
+                                                   "exactly as the answer gave it.")
+    days = storage.retention_days()
+    if issued.day < time.time() // 86400 - days:
+        return _field_problem("recommendation_id", f"The answer is more than {days} days old; feedback is taken "
+                                                   f"for {days} days.")
+    if feedback["form"] not in issued.forms:
+        allowed = ", ".join(issued.forms) or "none"
+        return _field_problem("form", f"Not one of this answer's recommended forms (allowed: {allowed}).")
+    return None
+
+
+def answer_ids_for(app) -> AnswerIds:
+    """The signer of this app's answer ids: its secret and its knowledge base's forms."""
+    with app.app_context():
+        secret = answer_id_secret()
+    engine_of(app).dispose()  # gunicorn forks after this: no pooled connection may be inherited
+    return AnswerIds(secret, app.extensions["formwise"].knowledge_base.form_ids)
+
+
 def init_app(app, api) -> None:
+    """Call after service.db.init_app: the answer-id secret may live in the database."""
+    storage.retention_days()  # a bad FORMWISE_RETENTION_DAYS stops start-up, not a feedback call
+    app.extensions["formwise_answer_ids"] = answer_ids_for(app)
     api.register_blueprint(blp)

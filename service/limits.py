@@ -1,10 +1,25 @@
-"""Rate limits per API key (flask-limiter), so one shop cannot crowd out the others.
+"""Rate limits (flask-limiter), so that no caller, and no stranger holding a shop's public
+key, can crowd out the others. Limits count profiles, not calls: a batch of 1,000 items costs
+1,000, a single answer or any other /v1 call costs 1.
 
-Every /v1 call made with a valid key counts against that key's limit
-(``FORMWISE_RATE_LIMIT``, default 600 per minute, over a moving window). Calls without a
-key (open local use) are not limited here. The counts live in memory by default, which is
-per gunicorn worker; with ``REDIS_URL`` they live in Redis, so one limit holds across all
-workers and hosts. A call over the limit gets a 429 problem with ``Retry-After``."""
+- Each key has its limit: ``FORMWISE_RATE_LIMIT`` for publishable keys (default 600 per
+  minute) and ``FORMWISE_SECRET_RATE_LIMIT`` for secret keys (default 60,000 per minute: a
+  shop's server scores its customers in batches).
+- Calls from a browser with a publishable key are also limited per client address
+  (``FORMWISE_CLIENT_RATE_LIMIT``, default 120 per minute), so one visitor, or a script
+  that copied the key from the page, spends at most that much of the shop's limit.
+- Calls without a key (open mode) are limited per client address
+  (``FORMWISE_OPEN_RATE_LIMIT``, default 600 per minute; ``off`` behind a gateway that
+  limits them itself).
+- Events and feedback are limited per answer id (``FORMWISE_ANSWER_RATE_LIMIT``, default 30
+  per hour): one answer cannot be the subject of a flood of reports.
+
+The client address is the connecting peer's, or, behind ``FORMWISE_TRUSTED_PROXIES``
+proxies, the one they forwarded (Werkzeug's ProxyFix, set up here).
+Counts live in memory by default, which is per gunicorn worker; with ``REDIS_URL`` they live
+in Redis, so each limit holds across all workers and hosts. A call over a limit gets a 429
+problem with ``Retry-After``; a batch larger than a whole limit gets a 422 naming ``items``
+(it could never pass)."""
 
 from __future__ import annotations
 
@@ -13,17 +28,27 @@ import math
 import os
 import time
 
-from flask import Flask, after_this_request, request
+import orjson
+from flask import Flask, after_this_request, current_app, g, request
 from flask_limiter import ApplicationLimit, Limiter
 from limits import parse_many
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import shops
+from service.errors import problem_from_body, validation_problem_body
 
 DEFAULT_RATE_LIMIT = "600/minute"
+DEFAULT_SECRET_RATE_LIMIT = "60000/minute"
+DEFAULT_CLIENT_RATE_LIMIT = "120/minute"
+DEFAULT_OPEN_RATE_LIMIT = "600/minute"
+DEFAULT_ANSWER_RATE_LIMIT = "30/hour"
+OFF = "off"
 # What counted calls meet while the shared store (Redis) cannot be reached: "refuse" (a 503
 # problem with Retry-After: no call goes unlimited) or "memory" (each worker counts on its
 # own until the store is back).
 WHEN_STORE_DOWN = ("refuse", "memory")
+BATCH_PATH = "/v1/recommendations/batch"
+PER_ANSWER_PATHS = ("/v1/events", "/v1/feedback")
 
 
 def _setting(app: Flask, name: str, default: str | None = None) -> str | None:
@@ -34,27 +59,134 @@ def storage_uri(app: Flask) -> str:
     return _setting(app, "REDIS_URL") or "memory://"
 
 
-def _limited_key() -> str:
-    """The limiter's bucket: the key's hash (not its row id, which repeats across databases
-    that share one Redis)."""
+def _readable(limit: str) -> str:
+    """'600/minute' as '600 per 1 minute'; a bad setting raises (and stops start-up)."""
+    return " and ".join(str(item) for item in parse_many(limit))
+
+
+# ---- who is counted, and how much a call costs ---------------------------------------------
+
+
+def _key_kind() -> str | None:
+    shop = shops.current_shop()
+    if shop is None:
+        return None
     record = shops.request_key()
-    return f"key:{record.key_hash[:32]}" if record is not None else "anonymous"
+    return record.kind if record is not None else None
 
 
-def _exempt() -> bool:
-    """Only /v1 calls that carry a valid key are counted; preflights never are."""
+def _key_bucket() -> str:
+    """A key's bucket: its hash (not its row id, which repeats across databases that share
+    one Redis)."""
+    record = shops.request_key()
+    return f"key:{record.key_hash[:32]}" if record is not None else "key:none"
+
+
+def _client_bucket() -> str:
+    return f"client:{request.remote_addr or 'unknown'}"
+
+
+def _open_bucket() -> str:
+    return f"open:{request.remote_addr or 'unknown'}"
+
+
+def _answer_bucket() -> str:
+    return f"answer:{_body_answer_id() or 'none'}"
+
+
+def _body() -> object:
+    """The request's JSON document, read once and kept for the view's parser; None when the
+    body is not JSON (the view reports it)."""
+    if "formwise_json" not in g:
+        try:
+            g.formwise_json = orjson.loads(request.get_data(cache=True)) if request.is_json else None
+        except orjson.JSONDecodeError:
+            g.formwise_json = None
+    return g.formwise_json
+
+
+def _body_answer_id() -> str | None:
+    document = _body()
+    value = document.get("recommendation_id") if isinstance(document, dict) else None
+    return value.lower() if isinstance(value, str) and len(value) <= 64 else None
+
+
+def profiles_in_request() -> int:
+    """What a call costs: the items of a batch (at least 1), else 1."""
+    if request.path != BATCH_PATH:
+        return 1
+    document = _body()
+    items = document.get("items") if isinstance(document, dict) else None
+    return max(1, len(items)) if isinstance(items, list) else 1
+
+
+def _not_keyed() -> bool:
+    return shops.current_shop() is None
+
+
+def _not_publishable() -> bool:
+    return _key_kind() != "publishable"
+
+
+def _keyed() -> bool:
+    return shops.current_shop() is not None
+
+
+def _not_about_one_answer() -> bool:
+    return request.path not in PER_ANSWER_PATHS or _body_answer_id() is None
+
+
+def _key_limit() -> str:
+    config = current_app.config["FORMWISE_LIMITS"]
+    return config["secret"] if _key_kind() == "secret" else config["publishable"]
+
+
+def _applicable_limits() -> list[tuple[str, str]]:
+    """(what, limit) of the profile-counting limits this request meets."""
+    config = current_app.config["FORMWISE_LIMITS"]
+    kind = _key_kind()
+    if kind is None:
+        return [] if config["open"] == OFF else [("calls without a key from one address", config["open"])]
+    found = [(f"this {kind} key", config[kind])]
+    if kind == "publishable":
+        found.append(("calls with a publishable key from one address", config["client"]))
+    return found
+
+
+def batch_larger_than_a_limit():
+    """A 422 problem naming ``items`` when the batch holds more profiles than a limit it meets
+    allows in its whole window (it could never pass), else None."""
+    cost = profiles_in_request()
+    if cost == 1:
+        return None
+    for what, limit in _applicable_limits():
+        smallest = min(item.amount for item in parse_many(limit))
+        if cost > smallest:
+            message = (f"This batch holds {cost} profiles; the limit for {what} is {_readable(limit)}, so send at "
+                       f"most {smallest} items per call" + (" or use the secret key from a server."
+                                                           if "secret" not in what else "."))
+            return problem_from_body(validation_problem_body({"items": [message]}))
+    return None
+
+
+def _skips_the_limiter() -> bool:
+    """Calls no limit counts: outside /v1, preflights, and, when the open limit is off,
+    calls without a key other than events and feedback."""
     current = request._get_current_object()  # one proxy lookup instead of one per attribute
-    return not current.path.startswith("/v1/") or current.method == "OPTIONS" or shops.current_shop() is None
+    if not current.path.startswith("/v1/") or current.method == "OPTIONS":
+        return True
+    return (shops.current_shop() is None and current_app.config["FORMWISE_LIMITS"]["open"] == OFF
+            and current.path not in PER_ANSWER_PATHS)
 
 
 def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
-    """Requests the limit exempts skip the limiter altogether: its check (which asks the
+    """Requests no limit counts skip the limiter altogether: its check (which asks the
     request filter only after looking up the view and its limits), its response hook and
-    its teardown were a tenth of an unkeyed request's cost. A counted request runs the check
-    and, through ``after_this_request`` (registered first, so that a 429 gets them too), the
-    limit headers, the limiter's response hook and its context reset: per request, so that
-    the others pay for no hook at all. With another flask-limiter whose hooks are not
-    found, its hooks stay, and the headers follow every counted request."""
+    its teardown. A counted request runs the check and, through ``after_this_request``
+    (registered first, so that a 429 gets them too), the limit headers, the limiter's
+    response hook and its context reset: per request, so that the others pay for no hook at
+    all. With another flask-limiter whose hooks are not found, its hooks stay, and the
+    headers follow every counted request."""
     before = app.before_request_funcs.setdefault(None, [])
     after = app.after_request_funcs.setdefault(None, [])
     teardown = app.teardown_request_funcs.setdefault(None, [])
@@ -63,7 +195,9 @@ def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
     release = next((hook for hook in teardown if getattr(hook, "__self__", None) is limiter), None)
     add_headers = _limit_headers(limiter)
     if check not in before or inject is None or release is None:
-        app.after_request(lambda response: response if _exempt() else add_headers(response))
+        before.insert(before.index(check) if check in before else len(before),
+                      lambda: None if _skips_the_limiter() else batch_larger_than_a_limit())
+        app.after_request(lambda response: response if _skips_the_limiter() else add_headers(response))
         return
 
     def after_counted_request(response):
@@ -72,9 +206,14 @@ def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
         return response
 
     def check_counted_request():
-        if not _exempt():
-            after_this_request(after_counted_request)
-            check()
+        if _skips_the_limiter():
+            return None
+        too_large = batch_larger_than_a_limit()
+        if too_large is not None:
+            return too_large
+        after_this_request(after_counted_request)
+        check()
+        return None
 
     before[before.index(check)] = check_counted_request
     after.remove(inject)
@@ -82,11 +221,14 @@ def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
 
 
 def _limit_headers(limiter: Limiter):
-    """The X-RateLimit-* headers of a counted request, and Retry-After on its 429."""
+    """The X-RateLimit-* headers of a counted request (the limit it met with the fewest calls
+    left), and Retry-After on its 429."""
     def add(response):
-        current = limiter.current_limit
-        if current is None:
+        met = limiter.current_limits or ([limiter.current_limit] if limiter.current_limit else [])
+        if not met:
             return response
+        current = limiter.current_limit if response.status_code == 429 and limiter.current_limit else min(
+            met, key=lambda item: item.remaining)
         reset_at, remaining = current.window  # when the oldest counted call leaves the window
         response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
         response.headers["X-RateLimit-Remaining"] = str(max(remaining, 0))
@@ -98,30 +240,74 @@ def _limit_headers(limiter: Limiter):
     return add
 
 
+def trusted_proxies(app: Flask) -> int:
+    """FORMWISE_TRUSTED_PROXIES: how many proxies in front of the service append to
+    X-Forwarded-For (0: none, the peer is the client). Only that many entries are believed,
+    so a client cannot name its own address."""
+    setting = str(_setting(app, "FORMWISE_TRUSTED_PROXIES", "0")).strip()
+    if not setting.isdigit():
+        raise ValueError(f"FORMWISE_TRUSTED_PROXIES must be a whole number of proxies (0 or more), not {setting!r}")
+    return int(setting)
+
+
+def configured_limits(app: Flask) -> dict[str, str]:
+    """Every limit setting, checked: a bad one stops start-up."""
+    config = {
+        "publishable": _setting(app, "FORMWISE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+        "secret": _setting(app, "FORMWISE_SECRET_RATE_LIMIT", DEFAULT_SECRET_RATE_LIMIT),
+        "client": _setting(app, "FORMWISE_CLIENT_RATE_LIMIT", DEFAULT_CLIENT_RATE_LIMIT),
+        "open": _setting(app, "FORMWISE_OPEN_RATE_LIMIT", DEFAULT_OPEN_RATE_LIMIT).strip().lower(),
+        "answer": _setting(app, "FORMWISE_ANSWER_RATE_LIMIT", DEFAULT_ANSWER_RATE_LIMIT),
+    }
+    for name, limit in config.items():
+        if not (name == "open" and limit == OFF):
+            _readable(limit)
+    return config
+
+
 def init_app(app: Flask, api=None) -> None:
-    """Call after service.shops.init_app: the limit is per key, so the key is checked first."""
-    rate_limit = _setting(app, "FORMWISE_RATE_LIMIT", DEFAULT_RATE_LIMIT)
+    """Call after service.shops.init_app: the limits depend on the key, so it is checked first."""
     when_down = _setting(app, "FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN", "refuse")
     if when_down not in WHEN_STORE_DOWN:
         raise ValueError(f"FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN must be one of {', '.join(WHEN_STORE_DOWN)}, "
                          f"not {when_down!r}")
-    limit_text = " and ".join(str(item) for item in parse_many(rate_limit))  # a bad setting stops start-up
+    config = app.config["FORMWISE_LIMITS"] = configured_limits(app)
+    proxies = trusted_proxies(app)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+    wait = "wait for the number of seconds in Retry-After, then try again."
+    # Per address first: with the same window they are tried in this order, and the first
+    # refusal stops the rest, so a stranger over their own limit spends none of the key's.
+    application_limits = [
+        ApplicationLimit(config["client"], key_function=_client_bucket, cost=profiles_in_request,
+                         exempt_when=_not_publishable,
+                         error_message=f"Too many profiles from this address with a publishable key (the limit is "
+                                       f"{_readable(config['client'])}); " + wait),
+    ]
+    if config["open"] != OFF:
+        application_limits.append(ApplicationLimit(
+            config["open"], key_function=_open_bucket, cost=profiles_in_request, exempt_when=_keyed,
+            error_message=f"Too many profiles from this address without an API key (the limit is "
+                          f"{_readable(config['open'])}); " + wait))
+    application_limits += [
+        ApplicationLimit(_key_limit, key_function=_key_bucket, cost=profiles_in_request, exempt_when=_not_keyed,
+                         error_message="Too many profiles with this API key (each batch item counts); " + wait),
+        ApplicationLimit(config["answer"], key_function=_answer_bucket, exempt_when=_not_about_one_answer,
+                         error_message=f"Too many events or reports about this answer (the limit is "
+                                       f"{_readable(config['answer'])} per answer); " + wait),
+    ]
     limiter = Limiter(
-        key_func=_limited_key,
-        application_limits=[ApplicationLimit(
-            rate_limit,
-            exempt_when=_exempt,
-            error_message=f"Too many calls with this API key (the limit is {limit_text}, over a moving window); "
-            "wait for the number of seconds in Retry-After, then try again.",
-        )],
+        key_func=_client_bucket,
+        application_limits=application_limits,
         storage_uri=storage_uri(app),
         strategy="moving-window",
         headers_enabled=False,  # set by _limit_headers: Retry-After only on a 429
         key_prefix="formwise",
         in_memory_fallback_enabled=when_down == "memory",
+        fail_on_first_breach=True,
     )
     limiter.init_app(app)
-    limiter.request_filter(_exempt)
+    limiter.request_filter(_skips_the_limiter)
     _limiter_only_for_counted_requests(app, limiter)
     app.extensions["formwise_limiter"] = limiter
     if storage_uri(app) != "memory://":

@@ -7,7 +7,7 @@ import functools
 
 import marshmallow as ma
 import orjson
-from flask import current_app, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, abort
@@ -38,10 +38,12 @@ class OrjsonParser(FlaskParser):
         data = req.get_data(cache=True)
         if not data:
             return core.missing
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError as error:
-            abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)
+        document = g.get("formwise_json")  # read already by a rate limit that counts batch items
+        if document is None:
+            try:
+                document = orjson.loads(data)
+            except orjson.JSONDecodeError as error:
+                abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)
         limit = current_app.config.get("JSON_MAX_DEPTH", DEFAULT_JSON_MAX_DEPTH)
         # A body with no more opening brackets than the limit cannot nest deeper (brackets
         # inside strings only overcount): most bodies skip the walk.

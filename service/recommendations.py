@@ -7,8 +7,8 @@ from flask import current_app
 from flask.views import MethodView
 
 from models import vocabulary as vocab
-from service import ids
-from service.errors import validation_problem_body
+from service import deadline
+from service.errors import problem_body, problem_from_body, validation_problem_body
 from service.observability import record_batch_rows
 from service.parser import Blueprint
 from service.responses import json_response
@@ -39,7 +39,9 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     recommender = extensions["formwise"]
     answers = recommender.recommend(profiles, limit=options["limit"], locale=locale, explain=options["explain"],
                                     schedule=options.get("schedule"), waking_hours=options.get("waking_hours"))
-    answers = [{"recommendation_id": ids.answer_id(), **answer} for answer in answers]
+    mint = extensions["formwise_answer_ids"].mint  # signed: the id names the forms it recommended
+    answers = [{"recommendation_id": mint([item["form"] for item in answer["recommendations"]]), **answer}
+               for answer in answers]
     hooks = extensions.get("formwise_answer_hooks", ())
     if hooks:
         preferences = [profile.get("preferences") or NO_PREFERENCES for profile in profiles]
@@ -60,6 +62,23 @@ class Recommendations(MethodView):
         limits) are applied after scoring; every answer carries consult_clinician."""
         (answer,), locale = recommend([body["profile"]], body["options"])
         return json_response(answer, headers={"Content-Language": locale})
+
+
+def cost_over_ceiling(items: int, limit: int):
+    """A 413 problem when a batch would cost more than FORMWISE_MAX_REQUEST_COST work units,
+    checked before any work: items x limit x (1 + the products each recommendation can list,
+    from the answer-cost hooks, e.g. a shop's catalog). None when it is within the ceiling."""
+    ceiling = current_app.config["FORMWISE_MAX_REQUEST_COST"]
+    listed = max((hook() for hook in current_app.extensions["formwise_cost_hooks"]), default=0)
+    units = items * limit * (1 + listed)
+    if units <= ceiling:
+        return None
+    detail = (f"This batch would cost {units:,} work units ({items} items x limit {limit} x {1 + listed} for each "
+              f"recommendation and its products); the ceiling is {ceiling:,}. Send fewer items or a smaller limit.")
+    return problem_from_body(problem_body(413, "Content Too Large", detail, [
+        {"field": "items", "message": f"At most {max(1, ceiling // (limit * (1 + listed)))} items with this limit."},
+        {"field": "options.limit", "message": f"At most {max(1, ceiling // (items * (1 + listed)))} with this "
+                                              "many items."}], slug="request-cost"))
 
 
 def load_batch_item(item) -> dict:
@@ -86,9 +105,15 @@ class BatchRecommendations(MethodView):
         Each item is validated on its own: a bad item gets an ``error`` (a problem
         object) and the others are still answered, in the same order. All valid
         profiles are scored together by the same engine as the single endpoint."""
+        too_costly = cost_over_ceiling(len(body["items"]), body["options"]["limit"])
+        if too_costly is not None:
+            return too_costly
+        deadline.start(current_app.config["FORMWISE_REQUEST_DEADLINE_SECONDS"])
         results: list[dict] = []
         valid_profiles, valid_positions = [], []
         for position, item in enumerate(body["items"]):
+            if position % 64 == 63:
+                deadline.check()
             item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
             try:
                 profile = load_batch_item(item)
@@ -99,6 +124,7 @@ class BatchRecommendations(MethodView):
             valid_profiles.append(profile)
             valid_positions.append(position)
         answers, locale = recommend(valid_profiles, body["options"])
+        deadline.check()
         record_batch_rows(scored=len(valid_profiles), rejected=len(results) - len(valid_profiles))
         for position, answer in zip(valid_positions, answers, strict=True):
             results[position]["output"] = answer

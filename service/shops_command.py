@@ -91,19 +91,15 @@ def db_prune(days, as_json):
     """Delete stored answer ids, events, outcomes and CDS feedback older than the retention
     period, and expired CDS cards and token ids (run it daily, e.g. from cron)."""
     import datetime as dt
-    import os
     import time
 
     from service import storage
 
     if days is None:
-        setting = os.environ.get("FORMWISE_RETENTION_DAYS") or storage.DEFAULT_RETENTION_DAYS
         try:
-            days = int(setting)
-        except ValueError:
-            _fail(f"FORMWISE_RETENTION_DAYS must be a whole number of days, not {setting!r}")
-        if days < 1:
-            _fail("FORMWISE_RETENTION_DAYS must be at least 1")
+            days = storage.retention_days()
+        except ValueError as error:
+            _fail(str(error))
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     with _app_context():
         deleted = storage.prune(cutoff, time.time())

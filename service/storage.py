@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class Shop(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+    # raised by every catalog replacement: workers rebuild their index of the products when it moves
+    catalog_version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
 
     origins: Mapped[list[ShopOrigin]] = relationship(cascade="all, delete-orphan", order_by="ShopOrigin.origin")
     keys: Mapped[list[ApiKey]] = relationship(cascade="all, delete-orphan", order_by="ApiKey.id")
@@ -118,7 +121,8 @@ class Outcome(Base):
     """How a recommended form worked out for someone (issue 6): ids and ratings only."""
 
     __tablename__ = "outcomes"
-    __table_args__ = (sa.CheckConstraint("helpful IS NULL OR (helpful BETWEEN 1 AND 5)", name="outcome_helpful"),)
+    __table_args__ = (sa.CheckConstraint("helpful IS NULL OR (helpful BETWEEN 1 AND 5)", name="outcome_helpful"),
+                      sa.UniqueConstraint("recommendation_id", "form", name="outcome_once_per_answer_form"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recommendation_id: Mapped[str] = mapped_column(sa.String(36), index=True)
@@ -348,6 +352,7 @@ def _product_dict(row) -> dict:
 def replace_catalog(shop_id: int, products: list[dict]) -> int:
     """The shop's catalog becomes exactly these validated products; returns how many."""
     with session_scope() as session:
+        session.execute(sa.update(Shop).where(Shop.id == shop_id).values(catalog_version=Shop.catalog_version + 1))
         session.execute(sa.delete(Product).where(Product.shop_id == shop_id))
         session.add_all(Product(shop_id=shop_id, **{name: item[name] for name in PRODUCT_FIELDS})
                         for item in products)
@@ -368,6 +373,18 @@ def list_products(shop_id: int, forms: list[str] | None = None) -> list[dict]:
         else:
             rows = connection.execute(_LIST_PRODUCTS_OF_FORMS, {"shop_id": shop_id, "forms": list(forms)})
         return [_product_dict(row) for row in rows]
+
+
+_CATALOG_VERSION = sa.select(Shop.catalog_version, sa.select(sa.func.count(Product.id)).where(
+    Product.shop_id == Shop.id).scalar_subquery()).where(Shop.id == sa.bindparam("shop_id"))
+
+
+def catalog_version(shop_id: int) -> tuple[int, int]:
+    """(version, products): the version rises with every catalog replacement, so a worker
+    can keep an index of the catalog until it moves."""
+    with connection_scope() as connection:
+        row = connection.execute(_CATALOG_VERSION, {"shop_id": shop_id}).first()
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 def find_product(shop_id: int, sku: str) -> dict | None:
@@ -433,16 +450,21 @@ def conversion_counts(shop_id: int) -> dict:
 # ---- outcomes (issue 6) and CDS feedback (issue 5) ---------------------------------------
 
 
+class AlreadyRecorded(ValueError):
+    """Feedback on this form of this answer is already stored (one report each)."""
+
+
 def record_outcome(recommendation_id: str, form: str, tolerated: bool | None = None, helpful: int | None = None,
                    shop_id: int | None = None) -> int:
     """Stores how a recommended form worked out, and returns the record's id.
 
-    ``recommendation_id`` is the answer's id (a uuid string; it need not be stored in
-    ``recommendations``, answers made without a shop key are not), ``form`` a form id the
-    caller has checked against the knowledge base, ``tolerated`` true/false/None (unknown),
-    ``helpful`` 1 (not at all) to 5 (very) or None, ``shop_id`` the reporting shop or None.
-    No profile data: the caller must not pass anything else about the person. Raises
-    ValueError for a malformed id or a rating out of range."""
+    ``recommendation_id`` is the answer's id (a uuid string the caller has checked was
+    issued by this service; answers made without a shop key are not stored), ``form`` one
+    of that answer's recommended forms, ``tolerated`` true/false/None (unknown), ``helpful``
+    1 (not at all) to 5 (very) or None, ``shop_id`` the reporting shop or None. No profile
+    data: the caller must not pass anything else about the person. Raises ValueError for a
+    malformed id or a rating out of range, AlreadyRecorded for a second report on the same
+    answer and form."""
     uuid.UUID(recommendation_id)
     if helpful is not None and (isinstance(helpful, bool) or not isinstance(helpful, int) or not 1 <= helpful <= 5):
         raise ValueError("helpful must be a whole number from 1 to 5, or None")
@@ -452,7 +474,10 @@ def record_outcome(recommendation_id: str, form: str, tolerated: bool | None = N
         outcome = Outcome(recommendation_id=recommendation_id, form=form, tolerated=tolerated, helpful=helpful,
                           shop_id=shop_id)
         session.add(outcome)
-        session.flush()
+        try:
+            session.flush()
+        except sa.exc.IntegrityError:
+            raise AlreadyRecorded(f"feedback on {form} for answer {recommendation_id} is already recorded") from None
         return outcome.id
 
 
@@ -547,6 +572,20 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 # ---- retention (issue 19) -----------------------------------------------------------------
 
 DEFAULT_RETENTION_DAYS = 90
+
+
+def retention_days() -> int:
+    """FORMWISE_RETENTION_DAYS (default 90): how long answers, events and outcomes are kept,
+    and for how long after an answer its feedback is taken. Raises ValueError when the
+    setting is not a whole number of at least 1."""
+    setting = os.environ.get("FORMWISE_RETENTION_DAYS") or str(DEFAULT_RETENTION_DAYS)
+    try:
+        days = int(setting)
+    except ValueError:
+        raise ValueError(f"FORMWISE_RETENTION_DAYS must be a whole number of days, not {setting!r}") from None
+    if days < 1:
+        raise ValueError("FORMWISE_RETENTION_DAYS must be at least 1")
+    return days
 
 
 def prune(older_than: dt.datetime, now: float) -> dict[str, int]:

@@ -25,7 +25,9 @@ def _load(judgments_file):
 
 def _stored_outcomes() -> list[dict]:
     """The outcomes in the service's database (the one ``formwise serve`` uses): form and
-    ratings only, there is nothing else in them."""
+    ratings only, there is nothing else in them. Only those on an answer this service issued
+    and on a form that answer recommended count (rows stored before feedback was checked
+    may hold forged ids); the others are left out and counted on the terminal."""
     from service import create_app
     from service.db import engine_of
     from service.storage import list_outcomes
@@ -36,8 +38,17 @@ def _stored_outcomes() -> list[dict]:
         raise click.ClickException(f"cannot open the service database: {type(error).__name__}: {error}") from None
     try:
         with app.app_context():
-            return [{key: item[key] for key in ("recommendation_id", "form", "tolerated", "helpful")}
-                    for item in list_outcomes()]
+            stored = list_outcomes()
+        answer_ids = app.extensions["formwise_answer_ids"]
+        kept = []
+        for item in stored:
+            issued = answer_ids.read(item["recommendation_id"])
+            if issued is not None and item["form"] in issued.forms:
+                kept.append({key: item[key] for key in ("recommendation_id", "form", "tolerated", "helpful")})
+        if len(kept) < len(stored):
+            click.echo(f"left out {len(stored) - len(kept)} of {len(stored)} stored outcomes: not on a form of an "
+                       "answer this service issued")
+        return kept
     finally:
         engine_of(app).dispose()
 

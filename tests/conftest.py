@@ -18,8 +18,15 @@ from service import create_app
 
 # Tests never use a developer's database, Redis or key setting, and never write the service's
 # SQLite file into the source tree: a throwaway data folder, inherited by test servers.
-for _setting in ("DATABASE_URL", "REDIS_URL", "FORMWISE_REQUIRE_API_KEY", "FORMWISE_RATE_LIMIT"):
+for _setting in ("DATABASE_URL", "REDIS_URL", "FORMWISE_REQUIRE_API_KEY", "FORMWISE_RATE_LIMIT",
+                 "FORMWISE_SECRET_RATE_LIMIT", "FORMWISE_TRUSTED_PROXIES", "FORMWISE_RETENTION_DAYS",
+                 "FORMWISE_REQUEST_DEADLINE_SECONDS", "FORMWISE_SECRET_KEY"):
     os.environ.pop(_setting, None)
+# The suite calls from one address thousands of times a minute (fuzzing, 10,000 profiles over
+# gunicorn, 2,000 forged posts): the per-address and per-answer limits are lifted for it, and
+# the tests of those limits (tests/service/test_limits.py) set them in the app's config.
+os.environ.update({"FORMWISE_OPEN_RATE_LIMIT": "off", "FORMWISE_CLIENT_RATE_LIMIT": "1000000/minute",
+                   "FORMWISE_ANSWER_RATE_LIMIT": "1000000/hour"})
 os.environ["FORMWISE_DATA_DIR"] = tempfile.mkdtemp(prefix="formwise-tests-")
 atexit.register(shutil.rmtree, os.environ["FORMWISE_DATA_DIR"], True)
 POSTGRES_URL = os.environ.get("FORMWISE_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")

@@ -164,6 +164,7 @@ def test_readiness_is_503_when_the_engine_cannot_answer():
     class Broken:
         version = "x"
         model_version = "x"
+        knowledge_base = default_knowledge_base()  # the forms its answer ids would name
 
         def recommend(self, *args, **kwargs):
             raise RuntimeError("down")
@@ -179,6 +180,7 @@ def test_an_unexpected_error_is_a_500_problem_without_health_data_in_the_log(cap
     class Exploding:
         version = "x"
         model_version = "x"
+        knowledge_base = default_knowledge_base()  # the forms its answer ids would name
 
         def recommend(self, profiles, **kwargs):
             raise KeyError(profiles[0]["conditions"][0])

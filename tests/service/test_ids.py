@@ -56,3 +56,36 @@ def test_threads_never_share_ids():
         batches = list(pool.map(lambda _: [ids.answer_id() for _ in range(1000)], range(8)))
     made = [text for batch in batches for text in batch]
     assert len(set(made)) == len(made) == 8000
+
+
+# ---- signed answer ids (issue 19: feedback only for answers this service issued) ----------
+
+FORMS = ("citrate", "glycinate", "oxide", "malate")
+
+
+def test_a_signed_answer_id_is_a_uuid4_that_names_its_day_and_forms():
+    signer = ids.AnswerIds(b"secret", FORMS)
+    made = {signer.mint(["oxide", "citrate"], day=20794) for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+        assert signer.read(text) == ids.IssuedAnswer(day=20794, forms=("citrate", "oxide"))
+    assert signer.read(signer.mint([])).forms == ()
+
+
+def test_ids_from_another_secret_or_another_order_of_forms_do_not_verify():
+    signer = ids.AnswerIds(b"secret", FORMS)
+    made = signer.mint(["glycinate"])
+    assert ids.AnswerIds(b"other secret", FORMS).read(made) is None
+    assert ids.AnswerIds(b"secret", ("glycinate", "citrate", "oxide", "malate")).read(made) is None
+    assert signer.read(str(uuid.uuid4())) is None
+    assert signer.read("not a uuid") is None and signer.read(None) is None
+    assert signer.read(uuid.UUID(made)) is not None
+
+
+def test_a_knowledge_base_with_more_forms_than_an_id_can_name_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="at most 16 forms"):
+        ids.AnswerIds(b"secret", [f"form{i}" for i in range(17)])

@@ -25,7 +25,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 @pytest.fixture(scope="module")
 def limited_app(database_url):
-    application = create_app({"TESTING": True, "DATABASE_URL": database_url, "FORMWISE_RATE_LIMIT": "3/minute"})
+    application = create_app({"TESTING": True, "DATABASE_URL": database_url, "FORMWISE_RATE_LIMIT": "3/minute",
+                              "FORMWISE_SECRET_RATE_LIMIT": "3/minute"})
     yield application
     engine_of(application).dispose()
 
@@ -112,6 +113,7 @@ def test_one_limit_holds_across_gunicorn_workers_with_redis(tmp_path):
     if reason:
         pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {reason}")
     env = {"FORMWISE_DATA_DIR": str(tmp_path), "REDIS_URL": REDIS_URL, "FORMWISE_RATE_LIMIT": "4/minute",
+           "FORMWISE_SECRET_RATE_LIMIT": "4/minute",
            "FORMWISE_REQUIRE_API_KEY": "1"}
     keys = json.loads(formwise_cli("shops", "create", f"redis-{uuid.uuid4().hex[:8]}",
                                    "--origin", "https://redis.example", "--json", env=env))
@@ -162,7 +164,7 @@ def test_with_limiter_hooks_it_does_not_recognise_counted_calls_still_get_their_
 
     monkeypatch.setattr(limits.Limiter, "init_app", init_without_a_findable_teardown)
     app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.db'}",
-                      "FORMWISE_RATE_LIMIT": "2/minute"})
+                      "FORMWISE_RATE_LIMIT": "2/minute", "FORMWISE_SECRET_RATE_LIMIT": "2/minute"})
     try:
         limiter = app.extensions["formwise_limiter"]
         assert limiter._check_request_limit in app.before_request_funcs[None]  # not replaced

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from models.knowledge import default_knowledge_base
 from service import create_app, observability
 from tests.e2e.server import running_service
 
@@ -219,6 +220,7 @@ def test_no_health_data_reaches_any_log_line_in_process(capsys, caplog):
     class Exploding:
         version = "x"
         model_version = "x"
+        knowledge_base = default_knowledge_base()  # the forms its answer ids would name
 
         def recommend(self, profiles, **kwargs):
             raise KeyError(" ".join(profiles[0]["conditions"] + profiles[0]["medications"]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -63,10 +62,12 @@ def test_batches_and_feedback_follow_the_running_forms_too(client):
         {"id": "a", "profile": {"age": 40, "preferences": {"avoid_forms": [DROPPED]}}},
         {"id": "b", "profile": {"age": 40, "preferences": {"avoid_forms": [ADDED]}}}]}).get_json()["results"]
     assert batch[0]["error"]["status"] == 422 and batch[1]["output"] is not None
-    feedback = {"recommendation_id": str(uuid.uuid4()), "form": DROPPED, "tolerated": True}
+    answer = client.post("/v1/recommendations", json={"profile": {"age": 40}, "options": {"limit": 20}}).get_json()
+    assert ADDED in [item["form"] for item in answer["recommendations"]]
+    feedback = {"recommendation_id": answer["recommendation_id"], "form": DROPPED, "tolerated": True}
     refused = client.post("/v1/feedback", json=feedback)
     assert refused.status_code == 422 and [e["field"] for e in refused.get_json()["errors"]] == ["form"]
-    assert client.post("/v1/feedback", json={**feedback, "form": ADDED}).status_code < 300
+    assert client.post("/v1/feedback", json={**feedback, "form": ADDED}).status_code == 201
 
 
 def test_the_openapi_document_lists_the_served_forms(client):

@@ -73,12 +73,14 @@ def test_train_with_feedback_learns_from_stored_outcomes(runner, tmp_path, datab
     from service.db import engine_of
 
     app = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    mint = app.extensions["formwise_answer_ids"].mint
     with app.app_context():
-        before = len(storage.list_outcomes())
+        signer = app.extensions["formwise_answer_ids"]
+        before = sum(signer.read(item["recommendation_id"]) is not None for item in storage.list_outcomes())
         # Outcomes that disagree with the judgments (oxide did better), so that their effect shows.
         for _ in range(30):
-            storage.record_outcome(str(uuid.uuid4()), "glycinate", tolerated=False, helpful=1)
-            storage.record_outcome(str(uuid.uuid4()), "oxide", tolerated=True, helpful=5)
+            storage.record_outcome(mint(["glycinate"]), "glycinate", tolerated=False, helpful=1)
+            storage.record_outcome(mint(["oxide"]), "oxide", tolerated=True, helpful=5)
     engine_of(app).dispose()
 
     plain, with_feedback = tmp_path / "plain" / "ranker.npz", tmp_path / "feedback" / "ranker.npz"
@@ -107,3 +109,35 @@ def test_with_feedback_and_no_database_is_a_clear_error(runner, tmp_path):
                            env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/formwise"})
     assert result.exit_code == 1
     assert "cannot open the service database" in result.output
+
+
+def test_two_thousand_forged_outcomes_change_nothing_in_training(runner, tmp_path, database_url):
+    """Issue 19: rows with ids this service never issued (stored before feedback was
+    checked, or written straight into the table) are left out of training: the artifact
+    trained with them is the one trained without them."""
+    from service import create_app, storage
+    from service.db import engine_of
+
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url})
+    with app.app_context():
+        stored_before = len(storage.list_outcomes())
+    engine_of(app).dispose()
+    clean, poisoned = tmp_path / "clean" / "ranker.npz", tmp_path / "poisoned" / "ranker.npz"
+    result = runner.invoke(main, ["train", "--with-feedback", "--output", str(clean), "--folds", "2"],
+                           env={"DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+
+    with app.app_context():
+        for _ in range(1000):  # as in the attack: oxide "works", glycinate "fails"
+            storage.record_outcome(str(uuid.uuid4()), "oxide", tolerated=True, helpful=5)
+            storage.record_outcome(str(uuid.uuid4()), "glycinate", tolerated=False, helpful=1)
+    engine_of(app).dispose()
+    result = runner.invoke(main, ["train", "--with-feedback", "--output", str(poisoned), "--folds", "2"],
+                           env={"DATABASE_URL": database_url})
+    assert result.exit_code == 0, result.output
+    assert f"of {stored_before + 2000} stored outcomes" in result.output
+
+    a, b = load_artifact(clean, trusted_dir=tmp_path), load_artifact(poisoned, trusted_dir=tmp_path)
+    assert a.metadata["outcomes"] == b.metadata["outcomes"]
+    assert np.array_equal(a.ranker.weights_, b.ranker.weights_)
+    assert a.metadata["metrics"] == b.metadata["metrics"]
