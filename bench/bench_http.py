@@ -51,13 +51,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_command(gunicorn: str, config: Path, workers: int, port: int, app: str, chdir: Path) -> list[str]:
+# The production worker classes (service/gunicorn_config.py); both servers run the same one.
+WORKER_CLASSES = {"gevent": "service.gunicorn_worker.ProblemGeventWorker",
+                  "sync": "service.gunicorn_worker.ProblemSyncWorker"}
+
+
+def gunicorn_command(gunicorn: str, config: Path, workers: int, port: int, app: str, chdir: Path,
+                     worker_class: str = "gevent") -> list[str]:
     """The one set of settings both servers get."""
     return [
         gunicorn,
         "-c", str(config),  # an empty file, not the project's gunicorn.conf.py: both servers alike
         "-w", str(workers),
-        "-k", "sync",
+        "-k", WORKER_CLASSES[worker_class],
         "-b", f"127.0.0.1:{port}",
         "--timeout", "30",
         "--log-level", "warning",
@@ -131,7 +137,9 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run (-d)")
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server, alternating")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of untimed wrk load per server first")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers, both servers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, both servers")
+    parser.add_argument("--worker-class", choices=sorted(WORKER_CLASSES), default="gevent",
+                        help="gunicorn worker class, both servers (production: gevent)")
     parser.add_argument("--body", type=Path, default=SHARED_BENCH / "request.json")
     parser.add_argument("--bare-dir", type=Path, default=SHARED_BENCH, help="folder holding bare_flask.py")
     parser.add_argument("--service-app", default="wsgi:app",
@@ -166,8 +174,9 @@ def main() -> int:
     config.write_text("# No settings: both servers get gunicorn's defaults plus the same flags.\n")
     service_port, bare_port = free_port(), free_port()
     service_command = gunicorn_command(args.gunicorn, config, args.workers, service_port, args.service_app,
-                                       args.service_dir)
-    bare_command = gunicorn_command(args.gunicorn, config, args.workers, bare_port, "bare_flask:app", args.bare_dir)
+                                       args.service_dir, args.worker_class)
+    bare_command = gunicorn_command(args.gunicorn, config, args.workers, bare_port, "bare_flask:app", args.bare_dir,
+                                    args.worker_class)
     servers = {
         "service": Server("service", service_command, service_port, args.service_dir, log_dir, SERVICE_ENV),
         "bare": Server("bare", bare_command, bare_port, args.bare_dir, log_dir),

@@ -1,18 +1,27 @@
-"""Load and fault benchmark (issue 7): 60 s of load on loopback against 2 gunicorn workers,
-then the same load while one worker is killed with SIGKILL half-way through.
+"""Load and fault benchmark (issues 7 and 19): 60 s of load on loopback against 2 gunicorn
+workers; the same load while one worker is killed with SIGKILL half-way through; the same
+load while slow clients hold connections on every worker; and, with ``--keyed``, the same
+load while the Redis holding the rate limits is stopped for the middle third of the run.
 
     .venv/bin/python bench/bench_load.py [--duration 60] [--workers 2] [--threads 2]
                                          [--connections 16] [--kill-at 0.5] [--body FILE] [--keyed]
+                                         [--slow-clients 20]
 
 Each run starts its own ``formwise serve --workers N`` (the production settings of
-service/gunicorn_config.py: preload, sync workers, JSON request log at info) on a free
+service/gunicorn_config.py: preload, gevent workers, JSON request log at info) on a free
 loopback port, checks that it answers 200, and drives it with ``wrk`` POSTing one profile
 to /v1/recommendations through bench/wrk_post.lua. Printed per run: requests, throughput,
 latency p50 and p99, answers with status >= 400 and socket errors (0 expected in the steady
-run), and the server's own count of answered requests from /metrics. The fault run also prints the killed worker, its
-replacement, and the requests that failed: at most the one in flight on the killed worker,
-since a sync worker holds one connection at a time and waiting connections stay in the
-listening socket's queue, which the replacement drains.
+run), and the server's own count of answered requests from /metrics. The fault run also
+prints the killed worker, its replacement, and the requests that failed: at most those in
+flight on the killed worker, one per connection it held (a gevent worker holds several of
+wrk's keep-alive connections; their requests die with it, and wrk reconnects to the
+others). The slow-client run keeps ``--slow-clients`` connections sending their headers a
+byte a second and as many sending their bodies a byte every three seconds, and probes
+/health/live twice a second with a 1 s timeout; every probe should be answered. The Redis
+run (``--keyed``) starts its own redis-server on a free port for the limits, stops it at a
+third of the run and starts it again at two thirds: calls meanwhile get 503 problems with
+Retry-After (never a 500), and the service answers 200 again once Redis is back.
 
 With ``--keyed`` both runs are a web shop's: the server requires API keys
 (``FORMWISE_REQUIRE_API_KEY=1``), a shop with a two-product catalog is created first
@@ -75,7 +84,8 @@ class Shop:
     DATABASE_URL is set), required keys, a lifted rate limit, and the shop's secret key."""
 
     def __init__(self, scratch: Path):
-        self.env = {**os.environ, "FORMWISE_REQUIRE_API_KEY": "1", "FORMWISE_RATE_LIMIT": LIFTED_RATE_LIMIT}
+        self.env = {**os.environ, "FORMWISE_REQUIRE_API_KEY": "1", "FORMWISE_RATE_LIMIT": LIFTED_RATE_LIMIT,
+                    "FORMWISE_SECRET_RATE_LIMIT": LIFTED_RATE_LIMIT}
         if not os.environ.get("DATABASE_URL"):
             self.env["FORMWISE_DATA_DIR"] = str(scratch)
         created = subprocess.run([formwise_command(), "shops", "create", f"bench shop {os.getpid()}-{time.time_ns()}",
@@ -193,13 +203,14 @@ def check_answers(base: str, body: bytes, shop: Shop | None) -> None:
         raise SystemExit("the keyed answer lists none of the shop's products")
 
 
-def load(base: str, args, body_path: Path, shop: Shop | None) -> dict:
+def load(base: str, args, body_path: Path, shop: Shop | None, count_statuses: bool = False) -> dict:
     """wrk through bench/wrk_post.lua, plus what this benchmark reports: failed requests."""
     options = ["-t", str(args.threads), "-c", str(args.connections), "-d", f"{args.duration}s", "--latency",
                "--timeout", "30s"]
     figures = {key: int(value) if value.is_integer() else value
                for key, value in run_wrk(options, base + PATH, body_path, timeout=args.duration + 90,
-                                         api_key=shop.secret_key if shop else None).items()}
+                                         api_key=shop.secret_key if shop else None,
+                                         count_statuses=count_statuses).items()}
     figures["failed"] = figures["status_ge_400"] + figures["socket_errors"]
     return figures
 
@@ -217,7 +228,7 @@ def print_figures(title: str, figures: dict, served: int) -> None:
 
 def stored_matches(shop: Shop | None, before: int, served: int, slack: int) -> bool:
     """Prints the answer ids stored during the run against the answers the server counted;
-    whether they differ by at most ``slack`` (the request in flight on a killed worker)."""
+    whether they differ by at most ``slack`` (the requests in flight on a killed worker)."""
     if shop is None:
         return True
     stored = shop.stored_answer_ids() - before
@@ -233,6 +244,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--kill-at", type=float, default=0.5, help="when to kill a worker, as a share of the run")
     parser.add_argument("--body", type=Path, help="the JSON request body (default: a 54-year-old with 2 medicines)")
+    parser.add_argument("--slow-clients", type=int, default=20,
+                        help="slow connections of each kind (headers, body) in the slow-client run")
     parser.add_argument("--keyed", action="store_true",
                         help="a web shop's calls: required keys, its secret key, its catalog, stored answer ids")
     args = parser.parse_args()
@@ -250,7 +263,8 @@ def main() -> int:
         keyed = f", keyed (a shop's secret key; database {database}, limits in {limits})" if shop else ""
         print(f"formwise load and fault benchmark: {args.workers} workers, wrk -t{args.threads} "
               f"-c{args.connections} -d{args.duration}s, POST {PATH}{keyed}, {os.cpu_count()} CPUs")
-        env = shop.env if shop else None
+        # wrk calls from one address: the per-address limit without a key is lifted like the key's
+        env = shop.env if shop else {**os.environ, "FORMWISE_OPEN_RATE_LIMIT": LIFTED_RATE_LIMIT}
 
         with serving(args.workers, scratch / "steady.log", env) as (base, _master):
             if shop is not None:
@@ -280,15 +294,128 @@ def main() -> int:
             after = worker_pids(master)
             served = settled_answered_posts(base)
             print_figures(f"one worker killed with SIGKILL at {args.duration * args.kill_at:.0f} s", fault, served)
-            fault_stored = stored_matches(shop, stored_before, served, slack=1)
+            fault_stored = stored_matches(shop, stored_before, served, slack=args.connections)
             replacements = sorted(after - before)
             print(f"  killed worker {killed[0]}; workers before {sorted(before)}, after {sorted(after)} "
                   f"(replacement {replacements[0] if replacements else 'none'})")
-            print(f"  requests failed: {fault['failed']} (at most the 1 in flight on the killed worker expected)")
+            print(f"  requests failed: {fault['failed']} (at most those in flight on the killed worker expected: one "
+                  f"per connection it held, {args.connections} at most)")
             replaced = len(after) == args.workers and killed[0] not in after
-        ok = steady["failed"] == 0 and fault["failed"] <= 1 and replaced and steady_stored and fault_stored
+            at_most_in_flight = fault["failed"] <= args.connections
+
+        with serving(args.workers, scratch / "slow.log", env) as (base, _master):
+            check_answers(base, body_path.read_bytes(), shop)
+            with slow_clients(base, args.slow_clients) as probes:
+                slow = load(base, args, body_path, shop)
+            served = settled_answered_posts(base)
+            print_figures(f"{args.slow_clients} connections trickling headers and {args.slow_clients} trickling "
+                          "bodies, all the time", slow, served)
+            late = [seconds for seconds in probes if seconds >= 1.0]
+            print(f"  /health/live probes: {len(probes)}, answered within 1 s: {len(probes) - len(late)}, "
+                  f"slowest {max(probes):.3f} s")
+            slow_ok = slow["failed"] == 0 and not late and bool(probes)
+
+        outage_ok = True
+        if shop is not None:
+            outage_ok = redis_outage_run(args, scratch, body_path, shop)
+        ok = (steady["failed"] == 0 and at_most_in_flight and replaced and steady_stored and fault_stored
+              and slow_ok and outage_ok)
         print("result:", "as expected" if ok else "NOT as expected")
     return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def slow_clients(base: str, count: int):
+    """``count`` connections sending a request's headers a byte a second and ``count`` sending
+    a body a byte every three seconds, until the block ends; yields the list the probe
+    thread fills with /health/live answer times (inf for a failed probe)."""
+    host, port = base.removeprefix("http://").split(":")
+    head = (b"POST /v1/recommendations HTTP/1.1\r\nHost: formwise\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n")
+    stop, probes = threading.Event(), []
+
+    def trickle(pieces: list[bytes], pause: float):
+        while not stop.is_set():  # a connection the server cut off is opened again
+            try:
+                with socket.create_connection((host, int(port)), timeout=30) as sock:
+                    for piece in pieces:
+                        if stop.wait(pause):
+                            return
+                        sock.sendall(piece)
+                    sock.recv(1)
+            except OSError:
+                continue
+
+    def probe():
+        while not stop.wait(0.5):
+            started = time.monotonic()
+            try:
+                urllib.request.urlopen(base + "/health/live", timeout=1).read()
+                probes.append(time.monotonic() - started)
+            except (urllib.error.URLError, OSError):
+                probes.append(float("inf"))
+
+    threads = [threading.Thread(target=trickle, args=([bytes([b]) for b in head], 1.0), daemon=True)
+               for _ in range(count)]
+    threads += [threading.Thread(target=trickle, args=([head] + [b" "] * 200, 3.0), daemon=True)
+                for _ in range(count)]
+    threads.append(threading.Thread(target=probe, daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        yield probes
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=35)
+
+
+def redis_outage_run(args, scratch: Path, body_path: Path, shop: Shop) -> bool:
+    """The keyed load with the limits in a redis-server of this run's own, stopped for the
+    middle third of the run: prints the statuses answered; True when they were only 200 and
+    503 and the service answers 200 again after Redis is back."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        print("Redis stopped mid-run: skipped (no redis-server)")
+        return True
+    port = free_port()
+    command = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    env = {**shop.env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        with serving(args.workers, scratch / "redis.log", env) as (base, _master):
+            check_answers(base, body_path.read_bytes(), shop)
+            events: list[str] = []
+
+            def stop_redis():
+                redis.terminate()
+                redis.wait()
+                events.append(f"stopped at {args.duration / 3:.0f} s")
+
+            def start_redis():
+                nonlocal redis
+                redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                events.append(f"started again at {2 * args.duration / 3:.0f} s")
+
+            timers = [threading.Timer(args.duration / 3, stop_redis), threading.Timer(2 * args.duration / 3,
+                                                                                      start_redis)]
+            for timer in timers:
+                timer.start()
+            outage = load(base, args, body_path, shop, count_statuses=True)
+            for timer in timers:
+                timer.join()
+            statuses = {int(key.removeprefix("status_")): int(value) for key, value in outage.items()
+                        if key.startswith("status_") and key[7:].isdigit()}
+            print_figures(f"Redis (the rate limits) {', '.join(events)}", outage, settled_answered_posts(base))
+            print(f"  answers by status: {dict(sorted(statuses.items()))}")
+            time.sleep(1)
+            check_answers(base, body_path.read_bytes(), shop)
+            print("  after Redis is back: 200")
+            return set(statuses) <= {200, 503} and outage["socket_errors"] == 0
+    finally:
+        redis.terminate()
+        redis.wait()
 
 
 if __name__ == "__main__":

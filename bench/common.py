@@ -11,11 +11,13 @@ WRK_MARKER = "--- formwise-bench ---"  # printed by WRK_LUA before its figures
 
 
 def run_wrk(options: list[str], url: str, body_path: Path, timeout: float,
-            api_key: str | None = None) -> dict[str, float]:
+            api_key: str | None = None, count_statuses: bool = False) -> dict[str, float]:
     """wrk with ``options`` (threads, connections, duration...) POSTing ``body_path`` through
-    bench/wrk_post.lua, with ``api_key`` as X-API-Key when given; the figures it prints, as numbers."""
+    bench/wrk_post.lua, with ``api_key`` as X-API-Key when given; the figures it prints, as
+    numbers (with ``count_statuses``, also ``status_<code>`` for every status answered)."""
     result = subprocess.run(["wrk", *options, "-s", str(WRK_LUA), url], capture_output=True, text=True,
-                            env={**os.environ, "WRK_BODY": str(body_path), "WRK_API_KEY": api_key or ""},
+                            env={**os.environ, "WRK_BODY": str(body_path), "WRK_API_KEY": api_key or "",
+                                 "WRK_COUNT_STATUSES": "1" if count_statuses else "0"},
                             timeout=timeout)
     if result.returncode != 0 or WRK_MARKER not in result.stdout:
         raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

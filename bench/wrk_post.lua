@@ -16,6 +16,21 @@ if api_key and api_key ~= "" then
    wrk.headers["X-API-Key"] = api_key
 end
 
+-- With WRK_COUNT_STATUSES=1, every answer's status is counted (bench_load.py's fault runs);
+-- off by default, since a Lua call per response slows wrk itself.
+local threads = {}
+if os.getenv("WRK_COUNT_STATUSES") == "1" then
+   function setup(thread)
+      table.insert(threads, thread)
+   end
+   function init(args)
+      statuses = {}
+   end
+   function response(status, headers, body)
+      statuses[status] = (statuses[status] or 0) + 1
+   end
+end
+
 function done(summary, latency, requests)
    local errors = summary.errors
    io.write("--- formwise-bench ---\n")
@@ -31,4 +46,13 @@ function done(summary, latency, requests)
    io.write(string.format("latency_p50_us %d\n", latency:percentile(50)))
    io.write(string.format("latency_p99_us %d\n", latency:percentile(99)))
    io.write(string.format("latency_mean_us %.1f\n", latency.mean))
+   local totals = {}
+   for _, thread in ipairs(threads) do
+      for status, count in pairs(thread:get("statuses")) do
+         totals[status] = (totals[status] or 0) + count
+      end
+   end
+   for status, count in pairs(totals) do
+      io.write(string.format("status_%d %d\n", status, count))
+   end
 end

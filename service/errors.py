@@ -149,6 +149,8 @@ def register_fallback_handler(app) -> None:
     def _unexpected(error):
         if isinstance(error, HTTPException):
             return app.extensions["formwise_api"].handle_http_exception(error)
+        if isinstance(error, BodyTimeout):
+            return problem(408, "Request Timeout", "The request body did not arrive in time; send it at once.")
         dependency = unavailable_dependency(error)
         if dependency is not None:
             log.warning("dependency unavailable: %s (%s)", dependency, type(error).__name__)
@@ -160,6 +162,10 @@ def register_fallback_handler(app) -> None:
 
 
 RETRY_AFTER_SECONDS = 5
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive in time (service.gunicorn_worker): a 408 problem."""
 
 
 def unavailable_dependency(error: BaseException) -> str | None:

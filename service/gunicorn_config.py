@@ -16,8 +16,19 @@ app imports it, so it is set here, when gunicorn reads this file (a fresh folder
 the operator names one); stale files are wiped once at start, a dead worker's live gauges
 are dropped when it exits, and a folder made here is removed when the master exits."""
 
-import gc
 import os
+
+# gevent's monkey-patching, in the master before anything the app imports (it is preloaded),
+# so every module sees cooperative sockets, ssl and locks from the start. Only when gunicorn
+# reads this file ("__config__"), never when a test or the CLI imports it; gunicorn.conf.py
+# does the same before it imports this module.
+if __name__ == "__config__" and os.environ.get("FORMWISE_WORKER_CLASS", "gevent").strip().lower() == "gevent":
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):  # gunicorn re-reads this file on SIGHUP
+        monkey.patch_all()
+
+import gc
 import shutil
 import tempfile
 
@@ -42,9 +53,17 @@ def _usable_cpus() -> int:
 
 bind = os.environ.get("FORMWISE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("FORMWISE_WORKERS") or _usable_cpus())
-# Scoring is CPU-bound numpy: one synchronous worker per CPU, no threads to share the GIL;
-# gunicorn's own errors (431, 400, 500) answer problem+json (service/gunicorn_worker.py).
-worker_class = "service.gunicorn_worker.ProblemSyncWorker"
+# Scoring is CPU-bound numpy: one worker process per CPU. Each is a gevent worker: a client
+# that sends its request slowly holds a greenlet, not the worker (slowloris), and headers
+# and bodies have deadlines; FORMWISE_WORKER_CLASS=sync gives one request per worker at a
+# time. gunicorn's own errors (431, 400, 500) answer problem+json (service/gunicorn_worker.py).
+WORKER_CLASSES = {"gevent": "service.gunicorn_worker.ProblemGeventWorker",
+                  "sync": "service.gunicorn_worker.ProblemSyncWorker"}
+_worker_kind = os.environ.get("FORMWISE_WORKER_CLASS", "gevent").strip().lower()
+if _worker_kind not in WORKER_CLASSES:
+    raise SystemExit(f"FORMWISE_WORKER_CLASS must be one of {', '.join(WORKER_CLASSES)}, not {_worker_kind!r}")
+worker_class = WORKER_CLASSES[_worker_kind]
+worker_connections = 1000  # open connections a gevent worker holds at most
 preload_app = True
 timeout = int(os.environ.get("FORMWISE_TIMEOUT", "30"))  # a stuck worker is killed and replaced
 graceful_timeout = 30  # on SIGTERM or SIGHUP, time for a worker to finish its request
@@ -134,3 +153,13 @@ def on_exit(server):
     made_here = os.environ.get(MULTIPROC_DIR_MADE_HERE_ENV)
     if made_here and made_here == os.environ.get(MULTIPROC_DIR_ENV):
         shutil.rmtree(made_here, ignore_errors=True)
+
+
+def pre_fork(server, worker):
+    """With gevent, let the greenlets the app started in the master (the rate limiter's
+    in-memory expiry timer) run to their end before forking: a child that inherits one
+    half-run dies with a KeyError traceback in its log."""
+    if worker_class == WORKER_CLASSES["gevent"]:
+        import gevent
+
+        gevent.sleep(0.05)

@@ -35,7 +35,7 @@ from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import shops
-from service.errors import problem_from_body, validation_problem_body
+from service.errors import problem, problem_from_body, validation_problem_body
 
 DEFAULT_RATE_LIMIT = "600/minute"
 DEFAULT_SECRET_RATE_LIMIT = "60000/minute"
@@ -86,10 +86,6 @@ def _client_bucket() -> str:
     return f"client:{request.remote_addr or 'unknown'}"
 
 
-def _open_bucket() -> str:
-    return f"open:{request.remote_addr or 'unknown'}"
-
-
 def _answer_bucket() -> str:
     return f"answer:{_body_answer_id() or 'none'}"
 
@@ -126,10 +122,6 @@ def _not_keyed() -> bool:
 
 def _not_publishable() -> bool:
     return _key_kind() != "publishable"
-
-
-def _keyed() -> bool:
-    return shops.current_shop() is not None
 
 
 def _not_about_one_answer() -> bool:
@@ -169,18 +161,111 @@ def batch_larger_than_a_limit():
     return None
 
 
-def _skips_the_limiter() -> bool:
-    """Calls no limit counts: outside /v1, preflights, and, when the open limit is off,
-    calls without a key other than events and feedback."""
+def _flask_limiter_skips() -> bool:
+    """Calls flask-limiter does not see: outside /v1, preflights, and calls without a key
+    other than events and feedback (their one limit, per address, is AddressLimit's)."""
     current = request._get_current_object()  # one proxy lookup instead of one per attribute
     if not current.path.startswith("/v1/") or current.method == "OPTIONS":
         return True
-    return (shops.current_shop() is None and current_app.config["FORMWISE_LIMITS"]["open"] == OFF
-            and current.path not in PER_ANSWER_PATHS)
+    return shops.current_shop() is None and current.path not in PER_ANSWER_PATHS
 
 
-def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
-    """Requests no limit counts skip the limiter altogether: its check (which asks the
+class LocalWindows:
+    """Fixed-window counts in this worker's memory, with no background thread: the
+    ``limits`` library's memory storage restarts an expiry thread every 10 ms while it is
+    used, which slowed every request of the worker (measured: the scoring kernel ran at a
+    third of its speed)."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self):
+        self.counts: dict[tuple, tuple[float, int]] = {}
+
+    def hit(self, item, key: str, cost: int) -> tuple[bool, float]:
+        """(allowed, when the window ends); a refused call is not counted."""
+        seconds = item.get_expiry()
+        now = time.time()
+        start = now - now % seconds
+        window, used = self.counts.get((item.key_for(), key), (start, 0))
+        if window != start:
+            used = 0
+        if used + cost > item.amount:
+            return False, start + seconds
+        if len(self.counts) >= self.MAX_KEYS:  # forget addresses whose window has passed
+            self.counts = {name: value for name, value in self.counts.items() if value[0] + seconds > now}
+        self.counts[(item.key_for(), key)] = (start, used + cost)
+        return True, start + seconds
+
+
+class SharedWindows:
+    """Fixed-window counts in the shared store (Redis), through the ``limits`` library."""
+
+    def __init__(self, storage):
+        from limits.strategies import FixedWindowRateLimiter
+
+        self.storage = storage
+        self.strategy = FixedWindowRateLimiter(storage)
+
+    def hit(self, item, key: str, cost: int) -> tuple[bool, float]:
+        allowed = self.strategy.hit(item, "formwise", "open", key, cost=cost)
+        return allowed, (time.time() if allowed else self.strategy.get_window_stats(item, "formwise", "open", key)[0])
+
+
+class AddressLimit:
+    """The limit for calls without a key, per client address, checked here rather than by
+    flask-limiter: its per-request work (finding the view's limits, filtering, evaluating
+    four of them) cost more than the rest of an unkeyed call, and an unkeyed call meets only
+    this one limit. A fixed window: one counter per address and window, so a check costs the
+    same whatever the limit (a moving window keeps one entry per call). In the shared store
+    when there is one; while it is down this refuses (503) or counts in this worker's
+    memory, as the other limits do."""
+
+    def __init__(self, limit: str, limiter: Limiter, shared: bool, in_memory_fallback: bool):
+        self.items = parse_many(limit)
+        self.text = _readable(limit)
+        self.counts = SharedWindows(limiter.storage) if shared else LocalWindows()
+        self.fallback = LocalWindows() if shared and in_memory_fallback else None
+
+    def refusal(self, address: str, cost: int):
+        """None when the call may go on, else the 429 problem (with Retry-After)."""
+        try:
+            return self._hit(self.counts, address, cost)
+        except Exception as error:
+            if self.fallback is None or not isinstance(self.counts, SharedWindows) \
+                    or not isinstance(error, self.counts.storage.base_exceptions):
+                raise  # the store being down is answered 503 with Retry-After (service.errors)
+            return self._hit(self.fallback, address, cost)
+
+    def _hit(self, counts, address: str, cost: int):
+        for item in self.items:
+            allowed, reset_at = counts.hit(item, address, cost)
+            if not allowed:
+                wait = max(1, math.ceil(reset_at - time.time()))
+                return problem(429, "Too Many Requests", f"Too many profiles from this address without an API key "
+                               f"(the limit is {self.text}); wait for the number of seconds in Retry-After, then "
+                               "try again.", headers={"Retry-After": str(wait), "X-RateLimit-Limit": str(item.amount),
+                                                      "X-RateLimit-Remaining": "0",
+                                                      "X-RateLimit-Reset": str(math.ceil(reset_at))})
+        return None
+
+
+def _before_counted_request(address_limit: AddressLimit | None):
+    """What every /v1 call meets before flask-limiter's check: a batch larger than a whole
+    limit (422), and for calls without a key the per-address limit. Returns a response to
+    send instead of the call's, or None."""
+    current = request._get_current_object()
+    if not current.path.startswith("/v1/") or current.method == "OPTIONS":
+        return None
+    too_large = batch_larger_than_a_limit()
+    if too_large is not None:
+        return too_large
+    if address_limit is not None and shops.current_shop() is None:
+        return address_limit.refusal(current.remote_addr or "unknown", profiles_in_request())
+    return None
+
+
+def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter, address_limit: AddressLimit | None) -> None:
+    """Requests flask-limiter does not count skip it altogether: its check (which asks the
     request filter only after looking up the view and its limits), its response hook and
     its teardown. A counted request runs the check and, through ``after_this_request``
     (registered first, so that a 429 gets them too), the limit headers, the limiter's
@@ -196,8 +281,8 @@ def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
     add_headers = _limit_headers(limiter)
     if check not in before or inject is None or release is None:
         before.insert(before.index(check) if check in before else len(before),
-                      lambda: None if _skips_the_limiter() else batch_larger_than_a_limit())
-        app.after_request(lambda response: response if _skips_the_limiter() else add_headers(response))
+                      lambda: _before_counted_request(address_limit))
+        app.after_request(lambda response: response if _flask_limiter_skips() else add_headers(response))
         return
 
     def after_counted_request(response):
@@ -206,11 +291,9 @@ def _limiter_only_for_counted_requests(app: Flask, limiter: Limiter) -> None:
         return response
 
     def check_counted_request():
-        if _skips_the_limiter():
-            return None
-        too_large = batch_larger_than_a_limit()
-        if too_large is not None:
-            return too_large
+        refused = _before_counted_request(address_limit)
+        if refused is not None or _flask_limiter_skips():
+            return refused
         after_this_request(after_counted_request)
         check()
         return None
@@ -278,17 +361,13 @@ def init_app(app: Flask, api=None) -> None:
     wait = "wait for the number of seconds in Retry-After, then try again."
     # Per address first: with the same window they are tried in this order, and the first
     # refusal stops the rest, so a stranger over their own limit spends none of the key's.
+    # (Calls without a key meet AddressLimit before these.)
     application_limits = [
         ApplicationLimit(config["client"], key_function=_client_bucket, cost=profiles_in_request,
                          exempt_when=_not_publishable,
                          error_message=f"Too many profiles from this address with a publishable key (the limit is "
                                        f"{_readable(config['client'])}); " + wait),
     ]
-    if config["open"] != OFF:
-        application_limits.append(ApplicationLimit(
-            config["open"], key_function=_open_bucket, cost=profiles_in_request, exempt_when=_keyed,
-            error_message=f"Too many profiles from this address without an API key (the limit is "
-                          f"{_readable(config['open'])}); " + wait))
     application_limits += [
         ApplicationLimit(_key_limit, key_function=_key_bucket, cost=profiles_in_request, exempt_when=_not_keyed,
                          error_message="Too many profiles with this API key (each batch item counts); " + wait),
@@ -307,8 +386,11 @@ def init_app(app: Flask, api=None) -> None:
         fail_on_first_breach=True,
     )
     limiter.init_app(app)
-    limiter.request_filter(_skips_the_limiter)
-    _limiter_only_for_counted_requests(app, limiter)
+    limiter.request_filter(_flask_limiter_skips)
+    address_limit = (None if config["open"] == OFF
+                     else AddressLimit(config["open"], limiter, shared=storage_uri(app) != "memory://",
+                                       in_memory_fallback=when_down == "memory"))
+    _limiter_only_for_counted_requests(app, limiter, address_limit)
     app.extensions["formwise_limiter"] = limiter
     if storage_uri(app) != "memory://":
         app.extensions["formwise_readiness_checks"]["rate_limits"] = lambda: _check_store(limiter)

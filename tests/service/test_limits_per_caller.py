@@ -148,3 +148,17 @@ def test_feedback_and_events_are_limited_per_answer(make_app):
 def test_a_bad_limit_setting_stops_start_up(make_app, setting, value):
     with pytest.raises(ValueError):
         make_app(**{setting: value})
+
+
+def test_the_limit_without_a_key_is_shared_through_redis(make_app):
+    from tests.service.test_limits import REDIS_URL, redis_unreachable
+
+    reason = redis_unreachable()
+    if reason:
+        pytest.skip(f"Redis at 127.0.0.1:6379 is unreachable: {reason}")
+    first = make_app(REDIS_URL=REDIS_URL, FORMWISE_OPEN_RATE_LIMIT="3/minute")
+    second = make_app(REDIS_URL=REDIS_URL, FORMWISE_OPEN_RATE_LIMIT="3/minute")  # another worker or host
+    address = from_address(f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}")
+    statuses = [app.test_client().post("/v1/recommendations", json=PROFILE, **address).status_code
+                for app in (first, second, first, second)]
+    assert statuses == [200, 200, 200, 429]

@@ -52,6 +52,20 @@ def test_the_limiter_may_fall_back_to_each_workers_memory(tmp_path):
     assert response.status_code == 200 and response.headers["X-RateLimit-Limit"] == "60000"  # a secret key
 
 
+@pytest.mark.parametrize(("when_down", "status"), [("refuse", 503), ("memory", 200)])
+def test_calls_without_a_key_follow_the_same_setting_when_redis_is_down(tmp_path, when_down, status):
+    """Their per-address limit lives in the same store."""
+    app, _ = app_with_shop(tmp_path, REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0",
+                           FORMWISE_OPEN_RATE_LIMIT="2/minute", FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN=when_down)
+    client = app.test_client()
+    response = client.post("/v1/recommendations", json=PROFILE)
+    assert response.status_code == status
+    if when_down == "refuse":
+        assert_unavailable(response, "The rate-limit store")
+    else:  # counted in this worker's memory meanwhile: the limit still holds
+        assert [client.post("/v1/recommendations", json=PROFILE).status_code for _ in range(2)] == [200, 429]
+
+
 def test_a_bad_fallback_setting_stops_the_start(tmp_path):
     with pytest.raises(ValueError, match="FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN"):
         create_app({"TESTING": True, "FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN": "open"})
