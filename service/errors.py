@@ -129,7 +129,10 @@ class ProblemApi(Api):
             return problem_from_body(body, headers)
         if isinstance(error, InternalServerError):
             original = getattr(error, "original_exception", None)
-            if original is not None:
+            if original is not None:  # raised after the view (an after-request hook): Flask wraps it
+                outage = dependency_problem(original)
+                if outage is not None:
+                    return outage
                 log_unexpected(original)
         detail = data.get("message") or error.description
         if error.code == 413:
@@ -151,17 +154,26 @@ def register_fallback_handler(app) -> None:
             return app.extensions["formwise_api"].handle_http_exception(error)
         if isinstance(error, BodyTimeout):
             return problem(408, "Request Timeout", "The request body did not arrive in time; send it at once.")
-        dependency = unavailable_dependency(error)
-        if dependency is not None:
-            log.warning("dependency unavailable: %s (%s)", dependency, type(error).__name__)
-            return problem(503, "Service Unavailable", f"{dependency.capitalize()} cannot be reached just now; "
-                           f"try again in {RETRY_AFTER_SECONDS} seconds.", slug="dependency-unavailable",
-                           headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        outage = dependency_problem(error)
+        if outage is not None:
+            return outage
         log_unexpected(error)
         return problem(500, "Internal Server Error", "The server failed to answer; the error was logged.")
 
 
 RETRY_AFTER_SECONDS = 5
+
+
+def dependency_problem(error: BaseException):
+    """The 503 problem (with Retry-After) for an error that says an outside part is down,
+    else None."""
+    dependency = unavailable_dependency(error)
+    if dependency is None:
+        return None
+    log.warning("dependency unavailable: %s (%s)", dependency, type(error).__name__)
+    return problem(503, "Service Unavailable", f"{dependency.capitalize()} cannot be reached just now; "
+                   f"try again in {RETRY_AFTER_SECONDS} seconds.", slug="dependency-unavailable",
+                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 class BodyTimeout(Exception):

@@ -35,7 +35,7 @@ from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import shops
-from service.errors import problem, problem_from_body, validation_problem_body
+from service.errors import problem, problem_from_body, unavailable_dependency, validation_problem_body
 
 DEFAULT_RATE_LIMIT = "600/minute"
 DEFAULT_SECRET_RATE_LIMIT = "60000/minute"
@@ -310,9 +310,14 @@ def _limit_headers(limiter: Limiter):
         met = limiter.current_limits or ([limiter.current_limit] if limiter.current_limit else [])
         if not met:
             return response
-        current = limiter.current_limit if response.status_code == 429 and limiter.current_limit else min(
-            met, key=lambda item: item.remaining)
-        reset_at, remaining = current.window  # when the oldest counted call leaves the window
+        try:
+            current = limiter.current_limit if response.status_code == 429 and limiter.current_limit else min(
+                met, key=lambda item: item.remaining)
+            reset_at, remaining = current.window  # when the oldest counted call leaves the window
+        except Exception as error:  # the store went away after the call was counted: no headers
+            if unavailable_dependency(error) is None:
+                raise
+            return response
         response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
         response.headers["X-RateLimit-Remaining"] = str(max(remaining, 0))
         response.headers["X-RateLimit-Reset"] = str(math.ceil(reset_at))

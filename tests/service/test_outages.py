@@ -89,3 +89,33 @@ def test_a_body_of_many_bad_rows_answers_a_short_problem(tmp_path):
     body = response.get_json()
     assert response.status_code == 422 and len(body["errors"]) == 100
     assert "errors lists the first 100" in body["detail"] and len(response.get_data()) < 50_000
+
+
+def test_redis_lost_after_a_call_was_counted_still_answers(tmp_path, monkeypatch):
+    """Found by bench/bench_load.py --keyed with Redis stopped mid-run: the store went away
+    between counting a call and reading its window for the headers, and 3 calls of 70,864
+    answered 500. The answer now goes out without the X-RateLimit headers."""
+    import redis.exceptions
+    from limits.strategies import MovingWindowRateLimiter
+
+    app, key = app_with_shop(tmp_path)
+
+    def store_gone(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(MovingWindowRateLimiter, "get_window_stats", store_gone)
+    response = app.test_client().post("/v1/recommendations", json=PROFILE, headers=key)
+    assert response.status_code == 200 and "X-RateLimit-Remaining" not in response.headers
+
+
+def test_an_outage_raised_after_the_view_is_a_503_not_a_500(tmp_path):
+    import redis.exceptions
+
+    app, _ = app_with_shop(tmp_path)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: the test client would re-raise
+
+    @app.after_request
+    def store_gone(response):
+        raise redis.exceptions.ConnectionError("Connection closed by server.")
+
+    assert_unavailable(app.test_client().post("/v1/recommendations", json=PROFILE), "The rate-limit store")
