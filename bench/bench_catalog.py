@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
+        # every call comes from one address and costs 1,000 profiles: the limits are lifted
         os.environ.setdefault("FORMWISE_SECRET_RATE_LIMIT", "100000000/minute")
+        os.environ.setdefault("FORMWISE_OPEN_RATE_LIMIT", "100000000/minute")
         from service import create_app, shops
         from service.catalog import store_catalog
 
