@@ -93,6 +93,26 @@ def validation_problem_body(messages, prefix: str = "") -> dict:
     return problem_body(422, "Request validation failed", detail, errors[:MAX_LISTED_ERRORS], "validation-error")
 
 
+# What the error responses mean in this API, for the OpenAPI document (and so /docs).
+RESPONSE_MEANINGS = {
+    http.HTTPStatus.BAD_REQUEST: "The body is not valid JSON, or nests too deep: detail says where.",
+    http.HTTPStatus.UNAUTHORIZED: "No API key, or an unknown or revoked one (when keys are required).",
+    http.HTTPStatus.FORBIDDEN: "The key may not do this: the wrong kind of key, or a page from an origin the "
+                               "shop has not registered.",
+    http.HTTPStatus.NOT_FOUND: "No such resource (an unknown form id, path or link).",
+    http.HTTPStatus.CONFLICT: "Already recorded (feedback on this form of this answer).",
+    http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The body is over 1 MiB (8 MiB for the batch endpoint), or a batch "
+                                              "would cost more than the configured ceiling.",
+    http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "Send the body as application/json (or text/csv where the operation "
+                                            "says so).",
+    http.HTTPStatus.UNPROCESSABLE_ENTITY: "Validation failed: errors lists each bad field (field, message) and "
+                                          "what is allowed; nothing was done.",
+    http.HTTPStatus.TOO_MANY_REQUESTS: "Over a rate limit: wait the seconds in Retry-After.",
+    http.HTTPStatus.SERVICE_UNAVAILABLE: "A dependency (database, rate-limit store) cannot be reached, or the "
+                                         "request passed its deadline: try again after Retry-After.",
+}
+
+
 class ProblemApi(Api):
     """flask-smorest's Api with RFC 9457 error bodies (the maintainers' advice in
     flask-smorest issue #310: override handle_http_exception)."""
@@ -102,12 +122,13 @@ class ProblemApi(Api):
     def _register_responses(self):
         """Document every error response as application/problem+json."""
         for status in http.HTTPStatus:
-            response = {"description": status.phrase}
+            response = {"description": RESPONSE_MEANINGS.get(status, status.phrase)}
             if not (100 <= status < 200) and status not in (204, 304):
                 response["schema"] = self.ERROR_SCHEMA
             prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
             self.spec.components.response(status.name, response, lazy=True)
-        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        response = {"description": "Any other error: an application/problem+json body (RFC 9457) whose title and "
+                                   "detail say what went wrong.", "schema": self.ERROR_SCHEMA}
         prepare_response(response, self.spec, PROBLEM_MEDIA_TYPE)
         self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
 

@@ -42,7 +42,10 @@ def test_problems_over_http(base_url):
 
 def test_openapi_and_docs_over_http(base_url):
     assert requests.get(base_url + "/openapi.json", timeout=10).json()["openapi"].startswith("3.1")
-    assert "/v1/recommendations" in requests.get(base_url + "/docs", timeout=10).text
+    page = requests.get(base_url + "/docs", timeout=10)
+    assert page.status_code == 200 and 'data-spec-url="/openapi.json"' in page.text
+    script = requests.get(base_url + "/docs/swagger-ui/swagger-ui-bundle.js", timeout=10)
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
 
 
 def raw_request(base_url: str, data: bytes) -> tuple[str, dict, bytes]:
