@@ -238,22 +238,14 @@ class Engine:
         # Caveats and exclusions triggered by profile words (conditions, then goals).
         words = (*vocab.CONDITIONS, *vocab.GOALS)
         self.word_caveats = np.zeros((len(words), n_answer_caveats), dtype=np.float32)
-        triggers = {
-            "cramps_evidence_limited": vocab.CRAMP_TRIGGERS,
-            "dose_above_upper_limit_in_studies": vocab.MIGRAINE_TRIGGERS,
-            "myasthenia_gravis": {"conditions": ("myasthenia_gravis",)},
-            "heart_block": {"conditions": ("heart_block",)},
-        }
-        for code, trigger in triggers.items():
-            for word in (*trigger.get("conditions", ()), *trigger.get("goals", ())):
+        for code in vocab.ANSWER_CAVEATS:  # caveats.csv's triggered_by
+            for word in kb.caveats[code].triggered_by:
                 self.word_caveats[words.index(word), CAVEAT_COLUMN[code]] = 1.0
         self.word_caveat_bits = self.word_caveats.astype(np.int64) @ (1 << np.arange(n_answer_caveats, dtype=np.int64))
         # Per word, two GI triggers: "laxatives excluded" and "GI-sensitive" (rule 5).
         gi_columns = np.zeros((len(words), 2), dtype=np.float32)
-        for condition, rule in kb.gi_rules.items():
-            if rule.laxative_forms == "exclude":
-                gi_columns[words.index(condition), 0] = 1.0
-        for condition in vocab.GI_SENSITIVE_CONDITIONS:
+        for condition, rule in kb.gi_rules.items():  # every condition with a rule is GI-sensitive
+            gi_columns[words.index(condition), 0] = rule.laxative_forms == "exclude"
             gi_columns[words.index(condition), 1] = 1.0
         self.word_triggers = gi_columns.astype(np.float64)
         self.laxative_exclusion_bits = np.where(self.laxative, EXCLUSION_BIT["may_worsen_diarrhea"], 0).astype(
@@ -398,6 +390,7 @@ class Engine:
             worsens_diarrhea_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["may_worsen_diarrhea"]]),
             high_unit_burden_warns=bool(self.form_caveat_warning[FORM_CAVEAT_COLUMN["high_unit_burden"]]),
             age_factors=age_factors(self.kb.rules),
+            below_share=np.array([float(self.kb.rules["ranking"]["below_share"])]),
         )
 
     # -- scoring -------------------------------------------------------------------------

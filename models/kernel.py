@@ -105,6 +105,7 @@ class ScoringTables(NamedTuple):
     worsens_diarrhea_warns: bool  # whether those two form caveats call for caution
     high_unit_burden_warns: bool
     age_factors: np.ndarray  # bool (ages, 2): (child, older adult), the age's profile factors
+    below_share: np.ndarray  # float64 (1,): the share of a form's score one ranked just below it gets (rules 5, 8)
 
 
 class PackedTables(NamedTuple):
@@ -213,6 +214,7 @@ def unpack_tables(floats, small, ints, layout):
         ints[layout[37, 0]] != 0,  # worsens_diarrhea_warns
         ints[layout[38, 0]] != 0,  # high_unit_burden_warns
         _2d(small, layout, 39).view(np.bool_),  # age_factors
+        _1d(floats, layout, 40),  # below_share
     )
 
 
@@ -389,7 +391,7 @@ def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layo
                         if bits[f] == 0 and tables.laxative[f]:
                             bits[f] |= tables.worsens_diarrhea_bit
                 else:
-                    factor = min(1.0, 0.99 * best_other / best_laxative)
+                    factor = min(1.0, tables.below_share[0] * best_other / best_laxative)
                     for f in range(n_forms):
                         if bits[f] == 0 and tables.laxative[f]:
                             scores[i, f] *= factor
@@ -407,7 +409,7 @@ def score_profiles(whole_numbers, measurements, flags, floats, small, ints, layo
             if lowest_laxative < np.inf:
                 for f in range(n_forms):
                     if bits[f] == 0 and tables.occasional[f] and scores[i, f] > 0.0:
-                        scores[i, f] *= min(1.0, 0.99 * lowest_laxative / scores[i, f])
+                        scores[i, f] *= min(1.0, tables.below_share[0] * lowest_laxative / scores[i, f])
 
         # ---- ranking: eligible forms by score, best first; ties keep knowledge-base order --
         eligible = 0

@@ -120,6 +120,8 @@ class Caveat:
     escalated_from_age: int | None = None
     # Scored attributes whose "+" reasons this caveat silences (contract rule 10).
     limits_evidence: tuple[str, ...] = ()
+    # Profile words (conditions and goals) that raise this answer caveat by themselves.
+    triggered_by: tuple[str, ...] = ()
 
     def text(self, locale: str) -> str:
         return self.texts.get(locale) or self.texts[vocab.DEFAULT_LOCALE]
@@ -484,15 +486,23 @@ def _load_caveats(path: Path, citations, attribute_names) -> dict[str, Caveat]:
         for attribute in limits:
             if attribute not in attribute_names:
                 raise KnowledgeBaseError(path, row, "limits_evidence", f"'{attribute}' is not a scored attribute")
+        scope = _choice(path, row, record, "scope", ("answer", "form", "exclusion"))
+        triggered_by = tuple(item for item in record.get("triggered_by", "").split(";") if item)
+        for word in triggered_by:
+            if word not in vocab.CONDITIONS and word not in vocab.GOALS:
+                raise KnowledgeBaseError(path, row, "triggered_by", f"'{word}' is no condition or goal")
+        if triggered_by and scope != "answer":
+            raise KnowledgeBaseError(path, row, "triggered_by", "only an answer caveat is raised by profile words")
         caveats[code] = Caveat(
             code,
-            _choice(path, row, record, "scope", ("answer", "form", "exclusion")),
+            scope,
             severity,
             _texts(path, row, record, "text"),
             _source(path, row, record, citations, optional=record["scope"] == "exclusion"),
             escalated,
             from_age,
             limits,
+            triggered_by,
         )
     for code in dict.fromkeys(known):
         if code not in caveats:
@@ -708,13 +718,16 @@ def _load_kidney_bands(path: Path, citations, form_ids) -> tuple[tuple[KidneyBan
 def _load_gi_rules(path: Path, citations) -> dict[str, GiRule]:
     rules = {}
     for row, record in _read_csv(path, ("condition", "laxative_forms", "caveat", "source")):
-        condition = _choice(path, row, record, "condition", vocab.GI_SENSITIVE_CONDITIONS)
+        condition = _choice(path, row, record, "condition", vocab.CONDITIONS)
         rules[condition] = GiRule(
             condition,
             _choice(path, row, record, "laxative_forms", GI_ACTIONS),
             _choice(path, row, record, "caveat", vocab.FORM_CAVEATS),
             _source(path, row, record, citations),
         )
+    for condition in vocab.CONTRACT_GI_SENSITIVE_CONDITIONS:
+        if condition not in rules:
+            raise KnowledgeBaseError(path, None, "condition", f"safety rule 5 needs a row for '{condition}'")
     return rules
 
 
@@ -778,6 +791,7 @@ def _load_rules(path: Path, citations) -> dict:
         ("timing", "evening_for"): list,
         ("handout", "level_teaspoon_g"): float,
         ("handout", "plain_words_below_age"): int,
+        ("ranking", "below_share"): float,
     }
     for (section, key), kind in expected.items():
         value = rules.get(section, {}).get(key)
@@ -785,9 +799,12 @@ def _load_rules(path: Path, citations) -> dict:
             raise KnowledgeBaseError(path, None, f"{section}.{key}", f"a {kind.__name__} is required")
     for section, key in (("thresholds", "low_absorption_source"), ("age_groups", "source"),
                          ("serum_magnesium", "source"), ("occasional_use", "source"), ("timing", "source"),
-                         ("handout", "level_teaspoon_source"), ("handout", "plain_words_source")):
+                         ("handout", "level_teaspoon_source"), ("handout", "plain_words_source"),
+                         ("ranking", "source")):
         if rules[section].get(key) not in citations:
             raise KnowledgeBaseError(path, None, f"{section}.{key}", "must name a source id in data/citations.csv")
+    if not 0 < rules["ranking"]["below_share"] < 1:
+        raise KnowledgeBaseError(path, None, "ranking.below_share", "must be between 0 and 1 (exclusive)")
     # The contract fixes these; the file says where they come from.
     fixed = {("serum_magnesium", "high_above_mmol_l"): 1.05, ("serum_magnesium", "low_below_mmol_l"): 0.70,
              ("occasional_use", "goal"): vocab.CONTRACT_OCCASIONAL_GOAL,

@@ -184,11 +184,11 @@ def _check_against_hard_rules(path: Path, judgments: list[Judgment], engine: Eng
                 raise KnowledgeBaseError(path, judgment.row, "preferred_order",
                                          f"'{form_id}' is excluded for this profile by the hard rules "
                                          f"({', '.join(codes)})")
-        gi_sensitive = set(judgment.profile["conditions"]) & set(vocab.GI_SENSITIVE_CONDITIONS)
+        gi_sensitive = set(judgment.profile["conditions"]) & set(engine.kb.gi_rules)
         if gi_sensitive and judgment.preferred_order[0] in laxative:
             raise KnowledgeBaseError(path, judgment.row, "preferred_order",
                                      f"a laxative form ('{judgment.preferred_order[0]}') may not come first with "
-                                     f"{' or '.join(vocab.GI_SENSITIVE_CONDITIONS)} (safety rule 5)")
+                                     f"{' or '.join(engine.kb.gi_rules)} (safety rule 5)")
 
 
 def file_sha256(path: Path) -> str:

@@ -112,8 +112,9 @@ REQUIRED_FORMS = (
     "hydroxide",
 )
 CONTRACT_LAXATIVE_FORMS = ("citrate", "oxide", "hydroxide", "sulfate")
-# Safety rule 5: with any of these conditions no laxative form is ranked first.
-GI_SENSITIVE_CONDITIONS = ("diarrhea", "ibs_d", "sensitive_stomach")
+# Safety rule 5: with any of these conditions no laxative form is ranked first. What each does
+# is data (gi_rules.csv); the loader checks that every one of them has a row there.
+CONTRACT_GI_SENSITIVE_CONDITIONS = ("diarrhea", "ibs_d", "sensitive_stomach")
 # Safety rules 2 and 7: forms the moderate kidney band must exclude, and those excluded from
 # age 65 while kidney function is unknown (each only where the knowledge base has the form).
 CONTRACT_MODERATE_KIDNEY_EXCLUDED = ("oxide", "hydroxide", "sulfate")
@@ -123,10 +124,6 @@ CONTRACT_UNKNOWN_KIDNEY_FROM_AGE = 65
 CONTRACT_OCCASIONAL_FORMS = ("sulfate",)
 CONTRACT_OCCASIONAL_GOAL = "constipation_relief"
 CONTRACT_OCCASIONAL_MIN_AGE = 12
-
-# Triggers for caveats that depend only on profile words (the contract's "when" column).
-CRAMP_TRIGGERS = {"conditions": ("leg_cramps", "muscle_spasms"), "goals": ("cramps",)}
-MIGRAINE_TRIGGERS = {"conditions": ("migraine",), "goals": ("migraine_prevention",)}
 
 LOCALES = ("en", "de")
 DEFAULT_LOCALE = "en"

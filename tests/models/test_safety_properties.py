@@ -142,7 +142,7 @@ def test_the_compiled_loop_scores_and_ranks_as_the_formula_says(batch_profiles, 
     batch = RECOMMENDERS[which].batch(batch_profiles)
     scored = engine.score(batch)
     expected = 1.0 / (1.0 + np.exp(-(scored.features @ engine.feature_to_form)))
-    sensitive_columns = [vocab.CONDITIONS.index(c) for c in vocab.GI_SENSITIVE_CONDITIONS]
+    sensitive_columns = [vocab.CONDITIONS.index(c) for c in vocab.CONTRACT_GI_SENSITIVE_CONDITIONS]
     sensitive = batch.conditions[:, sensitive_columns].any(axis=1)
     differs = ~np.isclose(scored.scores, expected, rtol=1e-15, atol=0)
     assert not (differs & ~((sensitive[:, None] & engine.laxative) | engine.occasional)).any()
