@@ -37,6 +37,19 @@ def switched_on(value) -> bool:
     return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def positive_seconds(name: str, setting, default: float) -> float:
+    """A duration setting (``setting`` as given, None or empty for ``default``), checked: a
+    positive number of seconds, else a ValueError naming ``name``."""
+    setting = setting or default
+    try:
+        value = float(setting)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {setting!r}")
+    return value
+
+
 def from_environment() -> dict:
     """FORMWISE_<NAME> variables override Config.<NAME>."""
     overrides = {}

@@ -14,6 +14,7 @@ import time
 
 from flask import Flask, g
 
+from service.config import positive_seconds
 from service.errors import problem
 
 DEFAULT_DEADLINE_SECONDS = 20.0
@@ -26,15 +27,8 @@ class DeadlineExceeded(Exception):
 
 def seconds(app: Flask) -> float:
     """The setting, checked: a positive number of seconds."""
-    setting = app.config.get("FORMWISE_REQUEST_DEADLINE_SECONDS") or os.environ.get(
-        "FORMWISE_REQUEST_DEADLINE_SECONDS") or DEFAULT_DEADLINE_SECONDS
-    try:
-        value = float(setting)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError(f"FORMWISE_REQUEST_DEADLINE_SECONDS must be a positive number of seconds, not {setting!r}")
-    return value
+    name = "FORMWISE_REQUEST_DEADLINE_SECONDS"
+    return positive_seconds(name, app.config.get(name) or os.environ.get(name), DEFAULT_DEADLINE_SECONDS)
 
 
 def start(budget: float) -> None:

@@ -21,6 +21,7 @@ import orjson
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
+from service.config import positive_seconds
 from service.errors import BodyTimeout
 
 DEFAULT_BODY_TIMEOUT = 15.0
@@ -49,14 +50,7 @@ class ProblemSyncWorker(SyncWorker):
 
 
 def body_timeout() -> float:
-    setting = os.environ.get("FORMWISE_BODY_TIMEOUT") or DEFAULT_BODY_TIMEOUT
-    try:
-        seconds = float(setting)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise ValueError(f"FORMWISE_BODY_TIMEOUT must be a positive number of seconds, not {setting!r}")
-    return seconds
+    return positive_seconds("FORMWISE_BODY_TIMEOUT", os.environ.get("FORMWISE_BODY_TIMEOUT"), DEFAULT_BODY_TIMEOUT)
 
 
 class BodyWithDeadline:
