@@ -10,7 +10,8 @@ from flask import Flask, request
 
 from models.knowledge import load_knowledge_base
 from models.recommender import Recommender
-from service.config import Config, from_environment
+from service import settings as formwise_settings
+from service.config import Config
 from service.errors import ProblemApi, problem, register_fallback_handler
 
 JSON_METHODS = ("POST", "PUT", "PATCH")
@@ -47,11 +48,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     """Build the app. ``test_config`` overrides settings (tests pass a dict)."""
     app = FormwiseFlask(__name__, static_folder=None)  # the widget serves its own script, filled in
     app.config.from_object(Config)
-    app.config.update(from_environment())
     if test_config:
         app.config.update(test_config)
+    settings = formwise_settings.install(app)  # every setting, read once; a bad one stops here
 
-    folder = app.config["KNOWLEDGE_BASE_DIR"]
+    folder = settings["FORMWISE_KNOWLEDGE_BASE_DIR"]
     knowledge_base = load_knowledge_base(folder=folder) if folder else load_knowledge_base()
     app.extensions["formwise"] = app.config.get("RECOMMENDER") or Recommender(knowledge_base)
     app.extensions["formwise_readiness_checks"] = {}  # name -> callable that raises when not ready

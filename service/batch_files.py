@@ -150,8 +150,9 @@ def field_rules() -> FieldRules:
 def knowledge_base():
     """The packaged knowledge base, or FORMWISE_KNOWLEDGE_BASE_DIR like the server."""
     from models.knowledge import default_knowledge_base, load_knowledge_base
+    from service.settings import Settings
 
-    folder = os.environ.get("FORMWISE_KNOWLEDGE_BASE_DIR")
+    folder = Settings()["FORMWISE_KNOWLEDGE_BASE_DIR"]  # the command has no app: the environment
     return load_knowledge_base(folder=Path(folder)) if folder else default_knowledge_base()
 
 

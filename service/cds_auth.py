@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +39,8 @@ from flask import Flask, current_app, request
 from limits.storage import Storage, storage_from_string
 
 from service import shops, storage
-from service.config import switched_on
 from service.limits import storage_uri
+from service.settings import setting, settings_of
 
 log = logging.getLogger("formwise.cds")
 
@@ -233,7 +232,7 @@ def public_base_url() -> str:
     """The base URL clients call (``FORMWISE_CDS_PUBLIC_URL``), ending in "/"; without the
     setting, the request's own, whose Host header the caller chooses: tokens' ``aud``, the
     card's source and its links are built on it."""
-    public = current_app.config.get("CDS_PUBLIC_URL") or os.environ.get(PUBLIC_URL_ENV)
+    public = setting(PUBLIC_URL_ENV)
     return (public.rstrip("/") + "/") if public else request.host_url
 
 
@@ -262,14 +261,13 @@ def trusted_clients() -> TrustedClients | NoTrustedClients | None:
 
 def init_app(app: Flask, api=None) -> None:
     """Load the trusted CDS clients once, at start-up: a bad file stops the service here."""
-    configured = app.config.get("CDS_TRUSTED_CLIENTS") or os.environ.get(TRUSTED_CLIENTS_ENV)
+    configured = settings_of(app)[TRUSTED_CLIENTS_ENV]
     if configured:
         uri = storage_uri(app)  # the rate limits' storage: Redis when REDIS_URL is set
         used_tokens = TokensInDatabase() if uri.startswith("memory://") else TokensInLimitStorage(
             storage_from_string(uri))
         app.extensions["formwise_cds_trust"] = TrustedClients.from_file(configured, used_tokens)
-        app.config.setdefault("CDS_PUBLIC_URL", os.environ.get(PUBLIC_URL_ENV))
-    elif shops.key_required(app) and not switched_on(app.config.get("CDS_OPEN") or os.environ.get(OPEN_ENV)):
+    elif shops.key_required(app) and not settings_of(app)[OPEN_ENV]:
         app.extensions["formwise_cds_trust"] = NoTrustedClients()
         _warn_once(f"no trusted CDS clients configured ({TRUSTED_CLIENTS_ENV}) while API keys are required: "
                    f"the CDS Hooks services refuse every call (set {OPEN_ENV}=1 if a gateway checks the JWT)")

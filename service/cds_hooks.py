@@ -13,7 +13,6 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import os
 import re
 from urllib.parse import quote
 
@@ -45,6 +44,7 @@ from service.fhir_fetch import (
 from service.handout import handout_link
 from service.recommendations import recommend
 from service.responses import json_response
+from service.settings import settings_of
 
 # A plain Flask blueprint: CDS Hooks describes itself through its discovery endpoint, and its
 # answers (412 when the record lacks data) follow that specification, not the v1 OpenAPI contract.
@@ -62,10 +62,6 @@ SERVICE_TITLE = "Magnesium form advice"
 SERVICE_DESCRIPTION = ("Ranks magnesium supplement forms for the patient from age, sex, eGFR, conditions and "
                        "medicines, with the caveats, interactions and the advice to consult a clinician.")
 FEEDBACK_MAX_ITEMS = 100
-# How long the cards' uuids (and their suggestions') are remembered for feedback, and how old an
-# eGFR or serum magnesium may be and still count (settings; these are the defaults).
-CARD_MEMORY_DAYS = 30
-MAX_OBSERVATION_AGE_DAYS = 365
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -166,42 +162,17 @@ class FeedbackRequestSchema(OpenSchema):
 # ---- FHIR access --------------------------------------------------------------------------
 
 
-def _setting_days(config, name: str, default: int) -> int:
-    """A whole number of days from the app's config or FORMWISE_<name>, else the default;
-    0 days is allowed (remember no card; use no observation of any age)."""
-    value = config.get(name)
-    if value is None:
-        value = os.environ.get(f"FORMWISE_{name}") or default
-    try:
-        days = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number of days, not {value!r}") from None
-    if days < 0:
-        raise ValueError(f"{name} must be 0 days or more, not {days}")
-    return days
-
-
 def init_app(app, api=None) -> None:
     """Read the CDS settings once, at start-up: a bad value stops the service here, not at
     the first card."""
+    settings = settings_of(app)
     app.extensions["formwise_cds_settings"] = {
-        "max_observation_age_days": _setting_days(app.config, "CDS_MAX_OBSERVATION_AGE_DAYS",
-                                                  MAX_OBSERVATION_AGE_DAYS),
-        "card_memory_days": _setting_days(app.config, "CDS_CARD_MEMORY_DAYS", CARD_MEMORY_DAYS),
-        "allowed_fhir_servers": parse_allow_list(_setting_list(app.config, "CDS_ALLOWED_FHIR_SERVERS")),
-        "fhir_private_hosts": frozenset(_setting_list(app.config, "CDS_FHIR_PRIVATE_HOSTS")),
-        "fhir_limits": FetchLimits(deadline_seconds=float(
-            app.config.get("CDS_FHIR_DEADLINE_SECONDS") or os.environ.get("FORMWISE_CDS_FHIR_DEADLINE_SECONDS")
-            or FetchLimits.deadline_seconds)),
+        "max_observation_age_days": settings["FORMWISE_CDS_MAX_OBSERVATION_AGE_DAYS"],
+        "card_memory_days": settings["FORMWISE_CDS_CARD_MEMORY_DAYS"],
+        "allowed_fhir_servers": parse_allow_list(settings["FORMWISE_CDS_ALLOWED_FHIR_SERVERS"] or ()),
+        "fhir_private_hosts": frozenset(settings["FORMWISE_CDS_FHIR_PRIVATE_HOSTS"] or ()),
+        "fhir_limits": FetchLimits(deadline_seconds=settings["FORMWISE_CDS_FHIR_DEADLINE_SECONDS"]),
     }
-
-
-def _setting_list(config, name: str) -> tuple[str, ...]:
-    """A list from the app's config, else FORMWISE_<name> split on spaces."""
-    value = config.get(name)
-    if value is None:
-        value = os.environ.get(f"FORMWISE_{name}", "").split()
-    return tuple(value)
 
 
 def gather_fhir_data(body: dict) -> tuple[dict, list[str]]:

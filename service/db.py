@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from service.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_FILE_NAME = "formwise.db"
@@ -37,10 +38,11 @@ def normalize_database_url(url: str) -> str:
 
 def database_url_for(app: Flask) -> str:
     """DATABASE_URL from the app config or the environment, else the embedded SQLite file."""
-    url = app.config.get("DATABASE_URL") or os.environ.get("DATABASE_URL")
+    settings = app.extensions.get("formwise_settings") or Settings(app.config)
+    url = settings["DATABASE_URL"]
     if url:
         return normalize_database_url(url)
-    folder = Path(app.config.get("FORMWISE_DATA_DIR") or os.environ.get("FORMWISE_DATA_DIR") or app.instance_path)
+    folder = Path(settings["FORMWISE_DATA_DIR"] or app.instance_path)
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / SQLITE_FILE_NAME}"
 

@@ -9,26 +9,18 @@ which cannot be long, pays nothing."""
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Flask, g
 
-from service.config import positive_seconds
 from service.errors import problem
+from service.settings import settings_of
 
-DEFAULT_DEADLINE_SECONDS = 20.0
 clock = time.monotonic  # tests move it
 
 
 class DeadlineExceeded(Exception):
     """The request used up its time; answered as a 503 problem."""
-
-
-def seconds(app: Flask) -> float:
-    """The setting, checked: a positive number of seconds."""
-    name = "FORMWISE_REQUEST_DEADLINE_SECONDS"
-    return positive_seconds(name, app.config.get(name) or os.environ.get(name), DEFAULT_DEADLINE_SECONDS)
 
 
 def start(budget: float) -> None:
@@ -44,11 +36,9 @@ def check() -> None:
 
 
 def init_app(app: Flask, api=None) -> None:
-    app.config["FORMWISE_REQUEST_DEADLINE_SECONDS"] = seconds(app)  # a bad setting stops start-up
-
     @app.errorhandler(DeadlineExceeded)
     def _too_long(error):
-        budget = app.config["FORMWISE_REQUEST_DEADLINE_SECONDS"]
+        budget = settings_of(app)["FORMWISE_REQUEST_DEADLINE_SECONDS"]
         return problem(503, "Service Unavailable", f"The request took longer than its {budget:g} s deadline and was "
                        "stopped; send fewer items or a smaller limit, or try again later.",
                        slug="deadline-exceeded", headers={"Retry-After": "5"})

@@ -9,7 +9,7 @@ loopback) with a token, and tell open from closed ports by the answer. So:
   or ``..`` segments, scheme, host and port exact, path prefix on segment boundaries);
 - the host is resolved once and every address checked: loopback, private, link-local
   (cloud metadata), multicast and reserved ranges are refused unless the host is allowed by
-  name (``CDS_FHIR_PRIVATE_HOSTS``); the connection then goes to that checked address, so a
+  name (``FORMWISE_CDS_FHIR_PRIVATE_HOSTS``); the connection then goes to that checked address, so a
   second DNS answer cannot swap it (TLS still verifies the name);
 - redirects are not followed; a response is capped before and after decompression, every
   read has a timeout and the whole call a deadline;
@@ -103,7 +103,7 @@ def parse_allow_list(urls) -> tuple[BaseUrl, ...]:
         try:
             parsed.append(BaseUrl.parse(url))
         except FhirFetchRefused as error:
-            raise ValueError(f"CDS_ALLOWED_FHIR_SERVERS: '{url}': {error}") from None
+            raise ValueError(f"FORMWISE_CDS_ALLOWED_FHIR_SERVERS: '{url}': {error}") from None
     return tuple(parsed)
 
 

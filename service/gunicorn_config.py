@@ -34,6 +34,8 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
+from service.settings import Settings
+
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MULTIPROC_DIR_MADE_HERE_ENV = "FORMWISE_METRICS_DIR_MADE_HERE"
 
@@ -51,21 +53,19 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-bind = os.environ.get("FORMWISE_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("FORMWISE_WORKERS") or _usable_cpus())
+_settings = Settings()  # the environment gunicorn was started with; a bad value stops it here
+bind = _settings["FORMWISE_BIND"]
+workers = _settings["FORMWISE_WORKERS"] or _usable_cpus()
 # Scoring is CPU-bound numpy: one worker process per CPU. Each is a gevent worker: a client
 # that sends its request slowly holds a greenlet, not the worker (slowloris), and headers
 # and bodies have deadlines; FORMWISE_WORKER_CLASS=sync gives one request per worker at a
 # time. gunicorn's own errors (431, 400, 500) answer problem+json (service/gunicorn_worker.py).
 WORKER_CLASSES = {"gevent": "service.gunicorn_worker.ProblemGeventWorker",
                   "sync": "service.gunicorn_worker.ProblemSyncWorker"}
-_worker_kind = os.environ.get("FORMWISE_WORKER_CLASS", "gevent").strip().lower()
-if _worker_kind not in WORKER_CLASSES:
-    raise SystemExit(f"FORMWISE_WORKER_CLASS must be one of {', '.join(WORKER_CLASSES)}, not {_worker_kind!r}")
-worker_class = WORKER_CLASSES[_worker_kind]
+worker_class = WORKER_CLASSES[_settings["FORMWISE_WORKER_CLASS"]]
 worker_connections = 1000  # open connections a gevent worker holds at most
 preload_app = True
-timeout = int(os.environ.get("FORMWISE_TIMEOUT", "30"))  # a stuck worker is killed and replaced
+timeout = _settings["FORMWISE_TIMEOUT"]  # a stuck worker is killed and replaced
 graceful_timeout = 30  # on SIGTERM or SIGHUP, time for a worker to finish its request
 keepalive = 5
 max_requests = 0
@@ -78,9 +78,9 @@ limit_request_fields = 100
 # per request instead (service/observability.py), with no health data in it.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("FORMWISE_LOG_LEVEL", "info")
+loglevel = _settings["FORMWISE_LOG_LEVEL"]
 # Where the master writes its pid, for ``kill -HUP "$(cat $FORMWISE_PIDFILE)"`` (unset: none).
-pidfile = os.environ.get("FORMWISE_PIDFILE") or None
+pidfile = _settings["FORMWISE_PIDFILE"]
 # gunicorn 24+'s control socket is an admin interface formwise does not use, and its
 # default path is shared by every gunicorn of the user.
 control_socket_disable = True

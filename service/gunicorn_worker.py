@@ -13,7 +13,6 @@ request's work at a time, as the sync worker did.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
@@ -21,10 +20,7 @@ import orjson
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
 
-from service.config import positive_seconds
 from service.errors import BodyTimeout
-
-DEFAULT_BODY_TIMEOUT = 15.0
 
 
 def write_problem(sock, status_int: int, reason: str, mesg: str) -> None:
@@ -50,7 +46,9 @@ class ProblemSyncWorker(SyncWorker):
 
 
 def body_timeout() -> float:
-    return positive_seconds("FORMWISE_BODY_TIMEOUT", os.environ.get("FORMWISE_BODY_TIMEOUT"), DEFAULT_BODY_TIMEOUT)
+    from service.settings import Settings
+
+    return Settings()["FORMWISE_BODY_TIMEOUT"]  # a worker process: the environment gunicorn started with
 
 
 class BodyWithDeadline:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import os
 from functools import cache
 
 import marshmallow as ma
@@ -24,6 +23,7 @@ from service.locale_format import format_date, format_number, format_quarters
 from service.parser import Blueprint
 from service.recommendations import recommend
 from service.schemas import HandoutRequestSchema, ProfileSchema
+from service.settings import setting
 from service.widget import UI_TEXTS_PATH, load_ui_texts
 
 blp = Blueprint("handout", __name__, url_prefix="/v1", description="A printable page for the patient.")
@@ -31,7 +31,6 @@ blp = Blueprint("handout", __name__, url_prefix="/v1", description="A printable 
 # The patient-facing texts the page needs from the knowledge base's texts.csv.
 HANDOUT_TEXT_KEYS = ("how_to_take", "how_to_take_child", "see_clinician")
 # How long a handout link on a CDS card opens the page (a setting; this is the default).
-HANDOUT_LINK_HOURS = 24
 
 
 class UiTextError(LookupError):
@@ -172,12 +171,12 @@ def _link_cipher() -> Fernet:
     once in its database (shared by every worker)."""
     from service import storage
 
-    secret = os.environ.get("FORMWISE_SECRET_KEY") or storage.app_secret("handout-links")
+    secret = setting("FORMWISE_SECRET_KEY") or storage.app_secret("handout-links")
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(f"handout-links:{secret}".encode()).digest()))
 
 
 def handout_link(profile: dict, locale: str) -> str:
-    """An absolute link that opens this profile's handout for HANDOUT_LINK_HOURS. The profile
+    """An absolute link that opens this profile's handout for FORMWISE_HANDOUT_LINK_HOURS. The profile
     travels encrypted in the link (the service stores no profile): the URL shows nothing of
     it, and request logs record only the endpoint."""
     token = _link_cipher().encrypt(orjson.dumps({"profile": profile, "locale": locale})).decode()
@@ -191,8 +190,7 @@ class HandoutLink(MethodView):
     @blp.alt_response(200, success=True, content_type="text/html", description="The handout page.")
     def get(self, token):
         """The handout a CDS card links to; the link expires after a day."""
-        hours = int(current_app.config.get("HANDOUT_LINK_HOURS") or os.environ.get("FORMWISE_HANDOUT_LINK_HOURS")
-                    or HANDOUT_LINK_HOURS)
+        hours = setting("FORMWISE_HANDOUT_LINK_HOURS")
         try:
             content = orjson.loads(_link_cipher().decrypt(token.encode(), ttl=hours * 3600))
             profile = ProfileSchema().load(content["profile"])

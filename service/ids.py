@@ -156,5 +156,6 @@ def answer_id_secret() -> bytes:
     """FORMWISE_SECRET_KEY, or a secret the service made once in its database (shared by
     every worker and host on that database). Needs an app context."""
     from service import storage
+    from service.settings import setting
 
-    return (os.environ.get("FORMWISE_SECRET_KEY") or storage.app_secret("answer-ids")).encode()
+    return (setting("FORMWISE_SECRET_KEY") or storage.app_secret("answer-ids")).encode()

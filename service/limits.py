@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 
 import orjson
@@ -36,12 +35,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import shops
 from service.errors import problem, problem_from_body, unavailable_dependency, validation_problem_body
+from service.settings import settings_of
 
-DEFAULT_RATE_LIMIT = "600/minute"
-DEFAULT_SECRET_RATE_LIMIT = "60000/minute"
-DEFAULT_CLIENT_RATE_LIMIT = "120/minute"
-DEFAULT_OPEN_RATE_LIMIT = "600/minute"
-DEFAULT_ANSWER_RATE_LIMIT = "30/hour"
 OFF = "off"
 # What counted calls meet while the shared store (Redis) cannot be reached: "refuse" (a 503
 # problem with Retry-After: no call goes unlimited) or "memory" (each worker counts on its
@@ -51,12 +46,8 @@ BATCH_PATH = "/v1/recommendations/batch"
 PER_ANSWER_PATHS = ("/v1/events", "/v1/feedback")
 
 
-def _setting(app: Flask, name: str, default: str | None = None) -> str | None:
-    return app.config.get(name) or os.environ.get(name) or default
-
-
 def storage_uri(app: Flask) -> str:
-    return _setting(app, "REDIS_URL") or "memory://"
+    return settings_of(app)["REDIS_URL"] or "memory://"
 
 
 def _readable(limit: str) -> str:
@@ -129,13 +120,13 @@ def _not_about_one_answer() -> bool:
 
 
 def _key_limit() -> str:
-    config = current_app.config["FORMWISE_LIMITS"]
+    config = current_app.extensions["formwise_limits"]
     return config["secret"] if _key_kind() == "secret" else config["publishable"]
 
 
 def _applicable_limits() -> list[tuple[str, str]]:
     """(what, limit) of the profile-counting limits this request meets."""
-    config = current_app.config["FORMWISE_LIMITS"]
+    config = current_app.extensions["formwise_limits"]
     kind = _key_kind()
     if kind is None:
         return [] if config["open"] == OFF else [("calls without a key from one address", config["open"])]
@@ -328,39 +319,19 @@ def _limit_headers(limiter: Limiter):
     return add
 
 
-def trusted_proxies(app: Flask) -> int:
-    """FORMWISE_TRUSTED_PROXIES: how many proxies in front of the service append to
-    X-Forwarded-For (0: none, the peer is the client). Only that many entries are believed,
-    so a client cannot name its own address."""
-    setting = str(_setting(app, "FORMWISE_TRUSTED_PROXIES", "0")).strip()
-    if not setting.isdigit():
-        raise ValueError(f"FORMWISE_TRUSTED_PROXIES must be a whole number of proxies (0 or more), not {setting!r}")
-    return int(setting)
-
-
 def configured_limits(app: Flask) -> dict[str, str]:
-    """Every limit setting, checked: a bad one stops start-up."""
-    config = {
-        "publishable": _setting(app, "FORMWISE_RATE_LIMIT", DEFAULT_RATE_LIMIT),
-        "secret": _setting(app, "FORMWISE_SECRET_RATE_LIMIT", DEFAULT_SECRET_RATE_LIMIT),
-        "client": _setting(app, "FORMWISE_CLIENT_RATE_LIMIT", DEFAULT_CLIENT_RATE_LIMIT),
-        "open": _setting(app, "FORMWISE_OPEN_RATE_LIMIT", DEFAULT_OPEN_RATE_LIMIT).strip().lower(),
-        "answer": _setting(app, "FORMWISE_ANSWER_RATE_LIMIT", DEFAULT_ANSWER_RATE_LIMIT),
-    }
-    for name, limit in config.items():
-        if not (name == "open" and limit == OFF):
-            _readable(limit)
-    return config
+    """Every limit, by who it counts (read and checked by service.settings)."""
+    settings = settings_of(app)
+    return {"publishable": settings["FORMWISE_RATE_LIMIT"], "secret": settings["FORMWISE_SECRET_RATE_LIMIT"],
+            "client": settings["FORMWISE_CLIENT_RATE_LIMIT"], "open": settings["FORMWISE_OPEN_RATE_LIMIT"],
+            "answer": settings["FORMWISE_ANSWER_RATE_LIMIT"]}
 
 
 def init_app(app: Flask, api=None) -> None:
     """Call after service.shops.init_app: the limits depend on the key, so it is checked first."""
-    when_down = _setting(app, "FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN", "refuse")
-    if when_down not in WHEN_STORE_DOWN:
-        raise ValueError(f"FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN must be one of {', '.join(WHEN_STORE_DOWN)}, "
-                         f"not {when_down!r}")
-    config = app.config["FORMWISE_LIMITS"] = configured_limits(app)
-    proxies = trusted_proxies(app)
+    when_down = settings_of(app)["FORMWISE_RATE_LIMIT_WHEN_STORE_DOWN"]
+    config = app.extensions["formwise_limits"] = configured_limits(app)
+    proxies = settings_of(app)["FORMWISE_TRUSTED_PROXIES"]  # proxies that append to X-Forwarded-For
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     wait = "wait for the number of seconds in Retry-After, then try again."

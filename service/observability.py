@@ -35,7 +35,7 @@ from prometheus_client import (
 )
 
 from service import ids
-from service.parser import DEFAULT_JSON_MAX_DEPTH
+from service.settings import settings_of
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -313,19 +313,6 @@ def configure_logging(level: str | int = "INFO", flush_seconds: float | None = N
     logger.setLevel(level.upper() if isinstance(level, str) else level)
 
 
-def log_flush_seconds(text: str | None) -> float:
-    """FORMWISE_LOG_FLUSH_SECONDS: a number of seconds from 0 (each line at once) to 60."""
-    if text is None or not text.strip():
-        return DEFAULT_LOG_FLUSH_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 <= seconds <= 60:
-        raise ValueError(f"FORMWISE_LOG_FLUSH_SECONDS must be a number of seconds from 0 to 60, not {text!r}")
-    return seconds
-
-
 @functools.cache
 def _template_of(rule_text: str) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule_text)
@@ -378,9 +365,9 @@ class RequestObservability:
     constants and an id that REQUEST_ID_PATTERN has checked), and it looks up no
     request-context proxy."""
 
-    def __init__(self, wsgi_app, config):
+    def __init__(self, wsgi_app, frame_ancestors: str):
         self.wsgi_app = wsgi_app
-        self.config = config  # the app's config: FRAME_ANCESTORS is read per framed page
+        self.frame_ancestors = frame_ancestors  # FORMWISE_FRAME_ANCESTORS, for the framed pages
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -396,7 +383,7 @@ class RequestObservability:
                 headers[:] = [(name, value) for name, value in headers if name.lower() != "x-request-id"]
             headers.append((REQUEST_ID_HEADER, request_id))
             content_type = next((value for name, value in headers if name.lower() == "content-type"), "")
-            ancestors = self.config.get("FRAME_ANCESTORS", "*") if path in FRAMEABLE_PATHS else None
+            ancestors = self.frame_ancestors if path in FRAMEABLE_PATHS else None
             plan = _security_header_plan(content_type.split(";", 1)[0].strip().lower() == "text/html", ancestors,
                                          path in CROSS_ORIGIN_SCRIPT_PATHS,
                                          method == "POST" and path.startswith("/v1/"))
@@ -443,10 +430,8 @@ def current_request_id() -> str | None:
 
 def init_app(app: Flask, api=None) -> None:
     """Metrics, request logs and headers for every response; the answer-severity hook."""
-    configure_logging(os.environ.get("FORMWISE_LOG_LEVEL", "info"),
-                      log_flush_seconds(os.environ.get("FORMWISE_LOG_FLUSH_SECONDS")))
-    app.config.setdefault("FRAME_ANCESTORS", os.environ.get("FORMWISE_FRAME_ANCESTORS", "*"))
-    app.config.setdefault("JSON_MAX_DEPTH", int(os.environ.get("FORMWISE_JSON_MAX_DEPTH") or DEFAULT_JSON_MAX_DEPTH))
-    app.wsgi_app = RequestObservability(app.wsgi_app, app.config)
+    settings = settings_of(app)
+    configure_logging(settings["FORMWISE_LOG_LEVEL"], settings["FORMWISE_LOG_FLUSH_SECONDS"])
+    app.wsgi_app = RequestObservability(app.wsgi_app, settings["FORMWISE_FRAME_ANCESTORS"])
     app.extensions["formwise_answer_hooks"].append(record_answers)
     app.register_blueprint(blp)

@@ -14,9 +14,9 @@ from webargs.flaskparser import FlaskParser, abort
 
 from service.schemas import StrictSchema
 
-# No request of the API nests deeper than 6 levels; 32 leaves room and still stops bodies
-# built to make every later step (validation, logging, errors) walk thousands of levels.
-DEFAULT_JSON_MAX_DEPTH = 32
+# No request of the API nests deeper than 6 levels; FORMWISE_JSON_MAX_DEPTH (32) leaves room
+# and still stops bodies built to make every later step (validation, logging, errors) walk
+# thousands of levels.
 
 
 def nested_deeper_than(document, limit: int) -> bool:
@@ -44,7 +44,7 @@ class OrjsonParser(FlaskParser):
                 document = orjson.loads(data)
             except orjson.JSONDecodeError as error:
                 abort(400, messages={"body": [f"Invalid JSON: {error}"]}, exc=error)
-        limit = current_app.config.get("JSON_MAX_DEPTH", DEFAULT_JSON_MAX_DEPTH)
+        limit = current_app.extensions["formwise_settings"]["FORMWISE_JSON_MAX_DEPTH"]
         # A body with no more opening brackets than the limit cannot nest deeper (brackets
         # inside strings only overcount): most bodies skip the walk.
         if data.count(b"[") + data.count(b"{") > limit and nested_deeper_than(document, limit):

@@ -20,6 +20,7 @@ from service.schemas import (
     RecommendationRequestSchema,
     RecommendationResponseSchema,
 )
+from service.settings import setting
 
 blp = Blueprint("recommendations", __name__, url_prefix="/v1", description="Ranked magnesium forms for a profile.")
 profile_schema = ProfileSchema()
@@ -68,7 +69,7 @@ def cost_over_ceiling(items: int, limit: int):
     """A 413 problem when a batch would cost more than FORMWISE_MAX_REQUEST_COST work units,
     checked before any work: items x limit x (1 + the products each recommendation can list,
     from the answer-cost hooks, e.g. a shop's catalog). None when it is within the ceiling."""
-    ceiling = current_app.config["FORMWISE_MAX_REQUEST_COST"]
+    ceiling = setting("FORMWISE_MAX_REQUEST_COST")
     listed = max((hook() for hook in current_app.extensions["formwise_cost_hooks"]), default=0)
     units = items * limit * (1 + listed)
     if units <= ceiling:
@@ -108,7 +109,7 @@ class BatchRecommendations(MethodView):
         too_costly = cost_over_ceiling(len(body["items"]), body["options"]["limit"])
         if too_costly is not None:
             return too_costly
-        deadline.start(current_app.config["FORMWISE_REQUEST_DEADLINE_SECONDS"])
+        deadline.start(setting("FORMWISE_REQUEST_DEADLINE_SECONDS"))
         results: list[dict] = []
         valid_profiles, valid_positions = [], []
         for position, item in enumerate(body["items"]):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,8 +22,8 @@ from urllib.parse import urlsplit
 from flask import Flask, Request, Response, current_app, g, request
 
 from service import storage
-from service.config import switched_on
 from service.errors import problem
+from service.settings import settings_of
 
 KEY_HEADER = "X-API-Key"
 REQUIRE_KEY_SETTING = "FORMWISE_REQUIRE_API_KEY"
@@ -127,9 +126,8 @@ def revoke_key(key_or_prefix: str, replace: bool = False, actor: str = "cli") ->
 
 
 def key_required(app: Flask) -> bool:
-    """The app's setting, else the environment's as ``init_app`` read it at start-up (reading
-    os.environ on every unkeyed call cost more than the rest of the check)."""
-    return switched_on(app.config.get(REQUIRE_KEY_SETTING))
+    """FORMWISE_REQUIRE_API_KEY, as read at start-up."""
+    return settings_of(app)[REQUIRE_KEY_SETTING]
 
 
 def request_key() -> storage.KeyRecord | None:
@@ -269,7 +267,6 @@ def init_app(app: Flask, api=None) -> None:
             "description": "A shop's key: publishable (pk_...) from its web pages, secret (sk_...) from its server. "
             "Needed by every /v1 call when the server sets FORMWISE_REQUIRE_API_KEY=1.",
         })
-    app.config.setdefault(REQUIRE_KEY_SETTING, os.environ.get(REQUIRE_KEY_SETTING, ""))
     app.before_request(answer_preflight)
     app.before_request(authenticate)
     app.after_request(add_cors_headers)

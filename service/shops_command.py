@@ -20,11 +20,12 @@ def database_app():
     from flask import Flask
 
     from service import db as database
-    from service.config import Config, from_environment
+    from service.config import Config
+    from service.settings import install
 
     app = Flask("service")  # the import name gives it the server's instance folder
     app.config.from_object(Config)
-    app.config.update(from_environment())
+    install(app)
     app.extensions["formwise_readiness_checks"] = {}
     database.init_app(app)
     return app
@@ -34,7 +35,10 @@ def database_app():
 def _app_context():
     from service.db import engine_of
 
-    app = database_app()
+    try:
+        app = database_app()
+    except ValueError as error:  # a bad setting, named in the message
+        _fail(str(error))
     try:
         with app.app_context():
             yield app
@@ -66,11 +70,12 @@ def db_upgrade():
     from flask import Flask
 
     from service import db as database
-    from service.config import Config, from_environment
+    from service.config import Config
+    from service.settings import install
 
     app = Flask("service")  # the import name gives it the server's instance folder
     app.config.from_object(Config)
-    app.config.update(from_environment())
+    install(app)
     url = database.database_url_for(app)
     engine = database.make_engine(url)
     before = database.current_revision(engine)
@@ -95,13 +100,9 @@ def db_prune(days, as_json):
 
     from service import storage
 
-    if days is None:
-        try:
-            days = storage.retention_days()
-        except ValueError as error:
-            _fail(str(error))
-    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
     with _app_context():
+        days = days or storage.retention_days()
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
         deleted = storage.prune(cutoff, time.time())
     if as_json:
         _print_json({"kept_days": days, "deleted": deleted})

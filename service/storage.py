@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -571,21 +570,13 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 
 # ---- retention (issue 19) -----------------------------------------------------------------
 
-DEFAULT_RETENTION_DAYS = 90
-
 
 def retention_days() -> int:
     """FORMWISE_RETENTION_DAYS (default 90): how long answers, events and outcomes are kept,
-    and for how long after an answer its feedback is taken. Raises ValueError when the
-    setting is not a whole number of at least 1."""
-    setting = os.environ.get("FORMWISE_RETENTION_DAYS") or str(DEFAULT_RETENTION_DAYS)
-    try:
-        days = int(setting)
-    except ValueError:
-        raise ValueError(f"FORMWISE_RETENTION_DAYS must be a whole number of days, not {setting!r}") from None
-    if days < 1:
-        raise ValueError("FORMWISE_RETENTION_DAYS must be at least 1")
-    return days
+    and for how long after an answer its feedback is taken."""
+    from service.settings import setting
+
+    return setting("FORMWISE_RETENTION_DAYS")
 
 
 def prune(older_than: dt.datetime, now: float) -> dict[str, int]:

@@ -48,7 +48,7 @@ def trusted(tmp_path):
     """An app trusting one EHR with an EC (P-384) and an RSA key, and a client id list."""
     path = trust_file(tmp_path, [{"iss": ISSUER, "sub": ["ehr-client"],
                                   "jwks": {"keys": [public_jwk(EC_KEY, "ec-1"), public_jwk(RSA_KEY, "rsa-1")]}}])
-    return create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path}).test_client()
+    return create_app({"TESTING": True, "FORMWISE_CDS_TRUSTED_CLIENTS": path}).test_client()
 
 
 def token(key=EC_KEY, algorithm="ES384", kid="ec-1", **overrides) -> str:
@@ -130,8 +130,8 @@ def test_a_token_is_good_for_one_call_only(trusted):
 
 def test_behind_a_proxy_the_audience_is_the_public_url(tmp_path):
     path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
-    client = create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path,
-                         "CDS_PUBLIC_URL": "https://formwise.example.org/"}).test_client()
+    client = create_app({"TESTING": True, "FORMWISE_CDS_TRUSTED_CLIENTS": path,
+                         "FORMWISE_CDS_PUBLIC_URL": "https://formwise.example.org/"}).test_client()
     refused(call(client, token()), "audience (aud)")
     assert call(client, token(aud="https://formwise.example.org" + SERVICE)).status_code == 200
 
@@ -168,7 +168,7 @@ def test_where_api_keys_are_required_and_no_client_is_trusted_every_call_is_refu
 def test_a_gateway_that_checks_the_jwt_can_keep_them_open_beside_required_keys(monkeypatch, where):
     settings = {"TESTING": True, "FORMWISE_REQUIRE_API_KEY": "1"}
     if where == "config":
-        settings["CDS_OPEN"] = "1"
+        settings["FORMWISE_CDS_OPEN"] = "1"
     else:
         monkeypatch.setenv("FORMWISE_CDS_OPEN", "yes")
     client = create_app(settings).test_client()
@@ -189,7 +189,7 @@ def test_a_gateway_that_checks_the_jwt_can_keep_them_open_beside_required_keys(m
 def test_a_malformed_trust_file_stops_start_up_naming_the_field(tmp_path, clients, field):
     path = trust_file(tmp_path, clients)
     with pytest.raises(TrustFileError) as raised:
-        create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path})
+        create_app({"TESTING": True, "FORMWISE_CDS_TRUSTED_CLIENTS": path})
     assert str(raised.value).startswith(f"{path}: {field}: ")
 
 
@@ -204,7 +204,7 @@ def test_a_missing_or_unreadable_trust_file_stops_start_up(tmp_path):
 def test_with_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path):
     """Two apps sharing REDIS_URL stand for two gunicorn workers (or two instances)."""
     path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
-    settings = {"TESTING": True, "CDS_TRUSTED_CLIENTS": path, "REDIS_URL": REDIS_URL}
+    settings = {"TESTING": True, "FORMWISE_CDS_TRUSTED_CLIENTS": path, "REDIS_URL": REDIS_URL}
     first, second = (create_app(settings).test_client() for _ in range(2))
     once = token()
     assert call(first, once).status_code == 200
@@ -216,7 +216,7 @@ def test_without_redis_a_token_used_on_one_worker_is_refused_on_another(tmp_path
     """Two apps on one database (the SQLite file a host's workers share, or PostgreSQL)
     stand for two gunicorn workers: the used token ids live in the database."""
     path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
-    settings = {"TESTING": True, "CDS_TRUSTED_CLIENTS": path, "DATABASE_URL": database_url}
+    settings = {"TESTING": True, "FORMWISE_CDS_TRUSTED_CLIENTS": path, "DATABASE_URL": database_url}
     apps = [create_app(settings) for _ in range(2)]
     try:
         assert all(isinstance(app.extensions["formwise_cds_trust"].used_tokens, TokensInDatabase) for app in apps)
@@ -243,7 +243,7 @@ def test_used_token_ids_are_forgotten_once_their_tokens_expire(db_app):
 
 def test_an_unreachable_token_store_is_a_503_not_a_pass(tmp_path):
     path = trust_file(tmp_path, [{"iss": ISSUER, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1")]}}])
-    client = create_app({"TESTING": True, "CDS_TRUSTED_CLIENTS": path,
+    client = create_app({"TESTING": True, "FORMWISE_CDS_TRUSTED_CLIENTS": path,
                          "REDIS_URL": "redis://127.0.0.1:9/0"}).test_client()  # nothing listens on port 9
     response = call(client, token())
     assert response.status_code == 503 and response.mimetype == "application/problem+json"

@@ -324,8 +324,8 @@ def with_server(server, token="secret-token"):
 
 def allowing(server, **settings):
     """A client of an app that may call this test server (loopback, so allowed by name)."""
-    return create_app({"TESTING": True, "CDS_ALLOWED_FHIR_SERVERS": [server.base],
-                       "CDS_FHIR_PRIVATE_HOSTS": ["127.0.0.1"], **settings}).test_client()
+    return create_app({"TESTING": True, "FORMWISE_CDS_ALLOWED_FHIR_SERVERS": [server.base],
+                       "FORMWISE_CDS_FHIR_PRIVATE_HOSTS": ["127.0.0.1"], **settings}).test_client()
 
 
 def test_missing_prefetch_is_fetched_from_the_fhir_server_with_the_token(fhir_server):
@@ -369,7 +369,7 @@ def test_by_default_no_fhir_server_is_called(client, fhir_server):
 
 
 def test_only_allowed_fhir_servers_are_fetched(fhir_server):
-    app = create_app({"TESTING": True, "CDS_ALLOWED_FHIR_SERVERS": ["https://fhir.example.org"]})
+    app = create_app({"TESTING": True, "FORMWISE_CDS_ALLOWED_FHIR_SERVERS": ["https://fhir.example.org"]})
     response = app.test_client().post(SERVICE, json=hook_body(None, **with_server(fhir_server)))
     assert response.status_code == 412 and fhir_server.requests == []
 

@@ -142,7 +142,7 @@ def test_an_old_egfr_counts_as_unknown_and_the_card_says_which_and_why(client):
 
 
 def test_the_age_limit_is_a_setting():
-    client = create_app({"TESTING": True, "CDS_MAX_OBSERVATION_AGE_DAYS": 9000}).test_client()
+    client = create_app({"TESTING": True, "FORMWISE_CDS_MAX_OBSERVATION_AGE_DAYS": 9000}).test_client()
     card = card_of(client, hook_body(prefetch(patient(78), observations=[observation("62238-1", 80, "2012-03-01")])))
     assert "eGFR 80 mL/min/1.73 m² on 2012-03-01" in card["detail"] and "Not used" not in card["detail"]
 
@@ -318,19 +318,19 @@ def test_feedback_is_taken_only_for_issued_cards_and_their_suggestions(client):
 
 
 def test_a_bad_cds_setting_stops_the_start():
-    with pytest.raises(ValueError, match="CDS_CARD_MEMORY_DAYS"):
-        create_app({"TESTING": True, "CDS_CARD_MEMORY_DAYS": "a month"})
+    with pytest.raises(ValueError, match="FORMWISE_CDS_CARD_MEMORY_DAYS"):
+        create_app({"TESTING": True, "FORMWISE_CDS_CARD_MEMORY_DAYS": "a month"})
 
 
 def test_cards_are_forgotten_after_the_set_time():
-    client = create_app({"TESTING": True, "CDS_CARD_MEMORY_DAYS": 0}).test_client()
+    client = create_app({"TESTING": True, "FORMWISE_CDS_CARD_MEMORY_DAYS": 0}).test_client()
     card = card_of(client, hook_body(prefetch()))
     response = post_feedback(client, feedback_item(card["uuid"], "overridden"))
     assert response.status_code == 422
 
 
 def test_card_links_use_the_public_url_not_the_callers_host_header():
-    client = create_app({"TESTING": True, "CDS_PUBLIC_URL": "https://formwise.example.org"}).test_client()
+    client = create_app({"TESTING": True, "FORMWISE_CDS_PUBLIC_URL": "https://formwise.example.org"}).test_client()
     card = card_of(client, hook_body(prefetch()), headers={"Host": "attacker.test"})
     assert card["source"]["url"] == "https://formwise.example.org/docs"
     assert all(link["url"].startswith("https://formwise.example.org/v1/") for link in card["links"])

@@ -152,17 +152,22 @@ def test_each_form_of_an_answer_takes_one_report(db_app, db_client):
     assert [record["helpful"] for record in stored(db_app, recommendation_id)] == [5]
 
 
-def test_feedback_on_an_answer_older_than_the_retention_period_is_refused(db_app, db_client, monkeypatch):
+def test_feedback_on_an_answer_older_than_the_retention_period_is_refused(database_url):
     import time
 
-    monkeypatch.setenv("FORMWISE_RETENTION_DAYS", "30")
+    from service import create_app
+    from service.db import engine_of
+
+    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "FORMWISE_RETENTION_DAYS": 30})
+    client = app.test_client()
     today = int(time.time() // 86400)
-    signer = db_app.extensions["formwise_answer_ids"]
+    signer = app.extensions["formwise_answer_ids"]
     old, recent = signer.mint(["citrate"], day=today - 31), signer.mint(["citrate"], day=today - 30)
-    response = db_client.post(URL, json={"recommendation_id": old, "form": "citrate", "helpful": 4})
+    response = client.post(URL, json={"recommendation_id": old, "form": "citrate", "helpful": 4})
     assert response.status_code == 422
     assert "more than 30 days old" in response.get_json()["errors"][0]["message"]
-    assert db_client.post(URL, json={"recommendation_id": recent, "form": "citrate", "helpful": 4}).status_code == 201
+    assert client.post(URL, json={"recommendation_id": recent, "form": "citrate", "helpful": 4}).status_code == 201
+    engine_of(app).dispose()
 
 
 def test_two_thousand_forged_posts_store_nothing(db_app, db_client):

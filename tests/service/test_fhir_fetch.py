@@ -91,8 +91,8 @@ class MisbehavingServer(ServedInThread):
 
 
 def app_client(allowed, private_hosts=("127.0.0.1",), **settings):
-    return create_app({"TESTING": True, "CDS_ALLOWED_FHIR_SERVERS": list(allowed),
-                       "CDS_FHIR_PRIVATE_HOSTS": list(private_hosts), **settings}).test_client()
+    return create_app({"TESTING": True, "FORMWISE_CDS_ALLOWED_FHIR_SERVERS": list(allowed),
+                       "FORMWISE_CDS_FHIR_PRIVATE_HOSTS": list(private_hosts), **settings}).test_client()
 
 
 def fetch_detail(client, fhir_server: str) -> str:
@@ -157,7 +157,7 @@ def test_bodies_are_capped_before_and_after_decompression(mode):
 def test_a_trickling_server_meets_the_deadline():
     with MisbehavingServer("trickle") as server:
         started = time.monotonic()
-        detail = fetch_detail(app_client([server.base], CDS_FHIR_DEADLINE_SECONDS=2), server.base)
+        detail = fetch_detail(app_client([server.base], FORMWISE_CDS_FHIR_DEADLINE_SECONDS=2), server.base)
         assert NEUTRAL_FAILURE in detail
         assert time.monotonic() - started < 8  # the deadline plus one read timeout, not a minute
 
@@ -175,8 +175,8 @@ def test_closed_ports_errors_and_refusals_read_the_same():
 
 
 def test_a_malformed_allow_list_stops_start_up():
-    with pytest.raises(ValueError, match="CDS_ALLOWED_FHIR_SERVERS"):
-        create_app({"TESTING": True, "CDS_ALLOWED_FHIR_SERVERS": ["http://user@ehr.example.org/fhir"]})
+    with pytest.raises(ValueError, match="FORMWISE_CDS_ALLOWED_FHIR_SERVERS"):
+        create_app({"TESTING": True, "FORMWISE_CDS_ALLOWED_FHIR_SERVERS": ["http://user@ehr.example.org/fhir"]})
 
 
 def test_base_urls_are_normalised_before_matching():

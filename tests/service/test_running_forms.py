@@ -36,7 +36,7 @@ def client(tmp_path_factory):
     folder = target / "supplements" / "magnesium"
     for name, column in FORM_FILES.items():
         rewrite_forms(folder / name, column)
-    return create_app({"TESTING": True, "KNOWLEDGE_BASE_DIR": folder}).test_client()
+    return create_app({"TESTING": True, "FORMWISE_KNOWLEDGE_BASE_DIR": folder}).test_client()
 
 
 def avoiding(client, forms):
