@@ -162,11 +162,12 @@ class ProfileSchema(StrictSchema):
     age = StrictInteger(
         required=True,
         validate=validate.Range(0, 120, error="Must be a whole number from 0 to 120 (years)."),
-        metadata={"description": "Age in whole years."},
+        metadata={"description": "Age in whole years.", "example": 54},
     )
     sex = fields.String(
         load_default="unspecified",
         validate=validate.OneOf(vocab.SEXES, error=_allowed(vocab.SEXES)),
+        metadata={"example": "female"},
     )
     pregnant = StrictBoolean(load_default=False)
     breastfeeding = StrictBoolean(load_default=False)
@@ -174,7 +175,7 @@ class ProfileSchema(StrictSchema):
         allow_none=True,
         load_default=None,
         validate=validate.Range(0, 250, error="Must be a number from 0 to 250 (mL/min/1.73 m²), or null."),
-        metadata={"description": "Estimated GFR in mL/min/1.73 m²; null when unknown."},
+        metadata={"description": "Estimated GFR in mL/min/1.73 m²; null when unknown.", "example": 58},
     )
     dialysis = StrictBoolean(load_default=False)
     serum_magnesium = StrictNumber(
@@ -190,7 +191,8 @@ class ProfileSchema(StrictSchema):
         fields.String(validate=validate.Length(1, 200, error="Must be 1 to 200 characters.")),
         load_default=list,
         validate=validate.Length(max=MAX_LIST_ITEMS),
-        metadata={"description": "Generic or brand names in any case, or rxcui:NNNN. Unknown names are echoed."},
+        metadata={"description": "Generic or brand names in any case, or rxcui:NNNN. Unknown names are echoed.",
+                  "example": ["doxycycline", "omeprazole"]},
     )
     preferences = fields.Nested(PreferencesSchema, load_default=defaults_of(PreferencesSchema))
 
