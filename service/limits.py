@@ -38,10 +38,6 @@ from service.errors import problem, problem_from_body, unavailable_dependency, v
 from service.settings import settings_of
 
 OFF = "off"
-# What counted calls meet while the shared store (Redis) cannot be reached: "refuse" (a 503
-# problem with Retry-After: no call goes unlimited) or "memory" (each worker counts on its
-# own until the store is back).
-WHEN_STORE_DOWN = ("refuse", "memory")
 BATCH_PATH = "/v1/recommendations/batch"
 PER_ANSWER_PATHS = ("/v1/events", "/v1/feedback")
 
