@@ -358,20 +358,14 @@ def replace_catalog(shop_id: int, products: list[dict]) -> int:
         return len(products)
 
 
-_SHOP_PRODUCTS = sa.select(*PRODUCT_COLUMNS).where(Product.shop_id == sa.bindparam("shop_id"))
-_LIST_PRODUCTS = _SHOP_PRODUCTS.order_by(Product.form, Product.sku)
-_LIST_PRODUCTS_OF_FORMS = _SHOP_PRODUCTS.where(Product.form.in_(sa.bindparam("forms", expanding=True))).order_by(
+_LIST_PRODUCTS = sa.select(*PRODUCT_COLUMNS).where(Product.shop_id == sa.bindparam("shop_id")).order_by(
     Product.form, Product.sku)
 
 
-def list_products(shop_id: int, forms: list[str] | None = None) -> list[dict]:
-    """The shop's products (only those of ``forms`` when given), by form then sku."""
+def list_products(shop_id: int) -> list[dict]:
+    """The shop's products, by form then sku."""
     with connection_scope() as connection:
-        if forms is None:
-            rows = connection.execute(_LIST_PRODUCTS, {"shop_id": shop_id})
-        else:
-            rows = connection.execute(_LIST_PRODUCTS_OF_FORMS, {"shop_id": shop_id, "forms": list(forms)})
-        return [_product_dict(row) for row in rows]
+        return [_product_dict(row) for row in connection.execute(_LIST_PRODUCTS, {"shop_id": shop_id})]
 
 
 _CATALOG_VERSION = sa.select(Shop.catalog_version, sa.select(sa.func.count(Product.id)).where(
