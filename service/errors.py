@@ -64,6 +64,11 @@ def problem_from_body(body: dict, headers: dict | None = None) -> Response:
     return response
 
 
+def field_problem(field: str, message: str) -> Response:
+    """A 422 validation problem about one field."""
+    return problem_from_body(validation_problem_body({field: [message]}))
+
+
 def problem_body(status: int, title: str, detail: str | None = None, errors: list[dict] | None = None,
                  slug: str | None = None) -> dict:
     body = {

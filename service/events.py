@@ -14,7 +14,7 @@ from flask.views import MethodView
 from marshmallow import fields, validate
 
 from service import storage
-from service.errors import problem_from_body, validation_problem_body
+from service.errors import field_problem
 from service.parser import Blueprint
 from service.responses import json_response
 from service.schemas import StrictSchema
@@ -40,10 +40,6 @@ class EventResponseSchema(ma.Schema):
     form = fields.String(required=True)
 
 
-def _field_problem(field: str, message: str):
-    return problem_from_body(validation_problem_body({field: [message]}))
-
-
 @blp.route("/events")
 class Events(MethodView):
     @blp.doc(security=SHOP_KEY_SECURITY)
@@ -64,10 +60,10 @@ class Events(MethodView):
         recommendation_id = str(event["recommendation_id"])
         stored, shop_id = storage.recommendation_shop(recommendation_id)
         if not stored or shop_id != shop.id:
-            return _field_problem("recommendation_id", "Not an answer made with this shop's key.")
+            return field_problem("recommendation_id", "Not an answer made with this shop's key.")
         product = storage.find_product(shop.id, event["sku"])
         if product is None:
-            return _field_problem("sku", "Not a product of this shop's catalog.")
+            return field_problem("sku", "Not a product of this shop's catalog.")
         event_id = storage.record_event(shop.id, recommendation_id, event["type"], event["sku"], product["form"])
         return json_response({"event_id": event_id, "type": event["type"], "recommendation_id": recommendation_id,
                               "sku": event["sku"], "form": product["form"]}, status=201)

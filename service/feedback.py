@@ -21,7 +21,7 @@ from marshmallow import fields, validate
 
 from service import storage
 from service.db import engine_of
-from service.errors import problem, problem_from_body, validation_problem_body
+from service.errors import field_problem, problem
 from service.ids import AnswerIds, answer_id_secret
 from service.parser import Blueprint
 from service.responses import json_response
@@ -87,24 +87,20 @@ class Feedback(MethodView):
         return json_response(recorded, status=201)
 
 
-def _field_problem(field: str, message: str):
-    return problem_from_body(validation_problem_body({field: [message]}))
-
-
 def _refusal(feedback: dict):
     """A 422 problem when the answer was not issued here, is too old, or did not recommend
     the form; else None."""
     issued = current_app.extensions["formwise_answer_ids"].read(feedback["recommendation_id"])
     if issued is None:
-        return _field_problem("recommendation_id", "Not an answer this service issued: send the recommendation_id "
+        return field_problem("recommendation_id", "Not an answer this service issued: send the recommendation_id "
                                                    "exactly as the answer gave it.")
     days = storage.retention_days()
     if issued.day < time.time() // 86400 - days:
-        return _field_problem("recommendation_id", f"The answer is more than {days} days old; feedback is taken "
+        return field_problem("recommendation_id", f"The answer is more than {days} days old; feedback is taken "
                                                    f"for {days} days.")
     if feedback["form"] not in issued.forms:
         allowed = ", ".join(issued.forms) or "none"
-        return _field_problem("form", f"Not one of this answer's recommended forms (allowed: {allowed}).")
+        return field_problem("form", f"Not one of this answer's recommended forms (allowed: {allowed}).")
     return None
 
 
@@ -118,6 +114,5 @@ def answer_ids_for(app) -> AnswerIds:
 
 def init_app(app, api) -> None:
     """Call after service.db.init_app: the answer-id secret may live in the database."""
-    storage.retention_days()  # a bad FORMWISE_RETENTION_DAYS stops start-up, not a feedback call
     app.extensions["formwise_answer_ids"] = answer_ids_for(app)
     api.register_blueprint(blp)
