@@ -34,7 +34,7 @@ from limits import parse_many
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import shops
-from service.errors import problem, problem_from_body, unavailable_dependency, validation_problem_body
+from service.errors import field_problem, problem, unavailable_dependency
 from service.settings import settings_of
 
 OFF = "off"
@@ -144,7 +144,7 @@ def batch_larger_than_a_limit():
             message = (f"This batch holds {cost} profiles; the limit for {what} is {_readable(limit)}, so send at "
                        f"most {smallest} items per call" + (" or use the secret key from a server."
                                                            if "secret" not in what else "."))
-            return problem_from_body(validation_problem_body({"items": [message]}))
+            return field_problem("items", message)
     return None
 
 
