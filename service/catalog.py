@@ -336,6 +336,7 @@ class CatalogIndex:
             price_per_mg = product["price"] / product["units_per_pack"] / product["elemental_mg_per_unit"]
             shelves[product["form"]].append((price_per_mg, product["sku"], product))
         self.shelves = {form: sorted(shelf, key=lambda entry: entry[:2]) for form, shelf in shelves.items()}
+        self.size = len(products)
 
     def offers(self, form: str, dose_range: dict, max_units_per_day: int | None) -> list[dict]:
         kept: list[tuple[float, str, dict]] = []  # (cost a day, sku, offer), cheapest first
@@ -357,7 +358,7 @@ class _IndexCache:
     MAX_SHOPS = 256
 
     def __init__(self):
-        self._indexes: dict[int, tuple[tuple[int, int], CatalogIndex]] = {}
+        self._indexes: dict[int, tuple[int, CatalogIndex]] = {}
         self._lock = threading.Lock()
 
     def index_for(self, shop_id: int) -> CatalogIndex:
@@ -380,7 +381,7 @@ def products_per_recommendation() -> int:
     """Cost hook: how many products each recommendation of this request may list (0 without a
     shop key)."""
     shop = current_shop()
-    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, storage.catalog_version(shop.id)[1])
+    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, catalog_indexes.index_for(shop.id).size)
 
 
 def add_shop_products(answers: list[dict], locale: str, preferences: list[dict]) -> None:

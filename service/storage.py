@@ -368,16 +368,14 @@ def list_products(shop_id: int) -> list[dict]:
         return [_product_dict(row) for row in connection.execute(_LIST_PRODUCTS, {"shop_id": shop_id})]
 
 
-_CATALOG_VERSION = sa.select(Shop.catalog_version, sa.select(sa.func.count(Product.id)).where(
-    Product.shop_id == Shop.id).scalar_subquery()).where(Shop.id == sa.bindparam("shop_id"))
+_CATALOG_VERSION = sa.select(Shop.catalog_version).where(Shop.id == sa.bindparam("shop_id"))
 
 
-def catalog_version(shop_id: int) -> tuple[int, int]:
-    """(version, products): the version rises with every catalog replacement, so a worker
-    can keep an index of the catalog until it moves."""
+def catalog_version(shop_id: int) -> int:
+    """The shop's catalog version: it rises with every catalog replacement, so a worker can
+    keep an index of the catalog until it moves (one primary-key read per keyed answer)."""
     with connection_scope() as connection:
-        row = connection.execute(_CATALOG_VERSION, {"shop_id": shop_id}).first()
-        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+        return connection.execute(_CATALOG_VERSION, {"shop_id": shop_id}).scalar() or 0
 
 
 def find_product(shop_id: int, sku: str) -> dict | None:
