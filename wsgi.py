@@ -1,13 +1,6 @@
-"""The WSGI entry point gunicorn serves: ``gunicorn -c gunicorn.conf.py wsgi:app``."""
+"""The WSGI entry point from a checkout: ``gunicorn -c gunicorn.conf.py wsgi:app``. The app
+itself is built in formwise.service.wsgi, which an installed ``formwise serve`` uses."""
 
-import gc
+from formwise.service.wsgi import app
 
-from service import create_app
-
-app = create_app()
-# Everything made while starting (some 200,000 objects: Flask, numba, the knowledge base)
-# lives as long as the process. Frozen, the collector stops walking it on every full
-# collection (125 ms each, one request stalled about every 10,000 under load), and with the
-# project's gunicorn config (preload) a forked worker stops touching, and so copying, the
-# master's pages.
-gc.freeze()
+__all__ = ["app"]

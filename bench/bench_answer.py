@@ -42,7 +42,7 @@ PROFILES = [
 def measure(calls: int, warmup: int) -> dict:
     """p50 and p99 (us) of one answer, cycling through PROFILES, in this process's code tree."""
     sys.path.insert(0, os.getcwd())
-    from models.recommender import Recommender
+    from formwise.models.recommender import Recommender
 
     recommender = Recommender()
     for i in range(warmup):

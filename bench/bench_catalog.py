@@ -49,8 +49,9 @@ def main() -> None:
         # every call comes from one address and costs 1,000 profiles: the limits are lifted
         os.environ.setdefault("FORMWISE_SECRET_RATE_LIMIT", "100000000/minute")
         os.environ.setdefault("FORMWISE_OPEN_RATE_LIMIT", "100000000/minute")
-        from service import create_app, shops
-        from service.catalog import store_catalog
+        from formwise.service.app import create_app
+        from formwise.service.shops import keys as shops
+        from formwise.service.shops.catalog import store_catalog
 
         app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{folder}/bench.db"})
         with app.app_context():

@@ -26,9 +26,9 @@ import numpy as np
 from common import code_state  # bench/ is on sys.path when run as a script
 
 import models
-from models import vocabulary as vocab
-from models.features import ProfileBatch
-from models.recommender import Recommender
+from formwise.models.engine.features import ProfileBatch
+from formwise.models.knowledge import vocabulary as vocab
+from formwise.models.recommender import Recommender
 
 REQUEST = Path(__file__).resolve().parents[2] / "shared" / "bench" / "request.json"
 FALLBACK_PROFILE = {

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,10 @@ from common import WRK_LUA, code_state, run_wrk  # bench/ is on sys.path when ru
 
 BENCH = Path(__file__).resolve().parent
 PROJECT = BENCH.parent
+sys.path.insert(0, str(PROJECT))  # the test suite's server helper, tests/e2e/server.py
+
+from tests.e2e.server import free_port  # noqa: E402
+
 SHARED_BENCH = PROJECT.parent / "shared" / "bench"
 PATH = "/v1/recommendations"
 RATIO_TARGET = 0.6
@@ -45,15 +48,10 @@ RATIO_TARGET = 0.6
 SERVICE_ENV = {"FORMWISE_OPEN_RATE_LIMIT": "1000000000/minute"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
-
-# The production worker classes (service/gunicorn_config.py); both servers run the same one.
-WORKER_CLASSES = {"gevent": "service.gunicorn_worker.ProblemGeventWorker",
-                  "sync": "service.gunicorn_worker.ProblemSyncWorker"}
+# The production worker classes (service/ops/gunicorn_config.py); both servers run the same one.
+WORKER_CLASSES = {"gevent": "formwise.service.ops.gunicorn_workers.ProblemGeventWorker",
+                  "sync": "formwise.service.ops.gunicorn_workers.ProblemSyncWorker"}
 
 
 def gunicorn_command(gunicorn: str, config: Path, workers: int, port: int, app: str, chdir: Path,

@@ -21,11 +21,11 @@ import time
 
 import numpy as np
 
-from models import vocabulary as vocab
-from models.engine import Engine
-from models.knowledge import default_knowledge_base
-from models.recommender import Recommender
-from models.training import JudgedCases, cross_validate, load_judgments, new_ranker, train
+from formwise.models.engine.scoring import Engine
+from formwise.models.knowledge import vocabulary as vocab
+from formwise.models.knowledge.loading import default_knowledge_base
+from formwise.models.learning.training import JudgedCases, cross_validate, load_judgments, new_ranker, train
+from formwise.models.recommender import Recommender
 
 TRAIN_TARGET_S = 10.0
 SPEED_TOLERANCE = 0.20

@@ -8,7 +8,7 @@ load while the Redis holding the rate limits is stopped for the middle third of 
                                          [--slow-clients 20]
 
 Each run starts its own ``formwise serve --workers N`` (the production settings of
-service/gunicorn_config.py: preload, gevent workers, JSON request log at info) on a free
+service/ops/gunicorn_config.py: preload, gevent workers, JSON request log at info) on a free
 loopback port, checks that it answers 200, and drives it with ``wrk`` POSTing one profile
 to /v1/recommendations through bench/wrk_post.lua. Printed per run: requests, throughput,
 latency p50 and p99, answers with status >= 400 and socket errors (0 expected in the steady
@@ -56,9 +56,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import run_wrk  # bench/ is on sys.path when run as a script
 
-from service.db import SQLITE_FILE_NAME, normalize_database_url
+from formwise.service.store.database import SQLITE_FILE_NAME, normalize_database_url
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))  # the test suite's server helper, tests/e2e/server.py
+
+from tests.e2e.server import formwise_command, free_port, serving, worker_pids  # noqa: E402
+
 PATH = "/v1/recommendations"
 DEFAULT_BODY = {"profile": {"age": 54, "sex": "female", "egfr": 58, "conditions": ["constipation"],
                             "goals": ["sleep"], "medications": ["doxycycline", "omeprazole"]}}
@@ -70,13 +74,6 @@ SHOP_CATALOG = {"products": [
      "units_per_pack": 90, "price": 14.9, "currency": "EUR", "url": SHOP_ORIGIN + "/p/glycinate"},
 ]}
 LIFTED_RATE_LIMIT = "1000000/minute"
-
-
-def formwise_command() -> str:
-    formwise = shutil.which("formwise", path=str(Path(sys.executable).parent))
-    if formwise is None:
-        raise SystemExit("formwise is not installed in this environment (pip install -e .)")
-    return formwise
 
 
 class Shop:
@@ -111,28 +108,6 @@ class Shop:
                                       {"shop": self.shop_id}).scalar_one()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def worker_pids(master: int) -> set[int]:
-    """The master's children, from /proc (gunicorn's workers)."""
-    children = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-            children.add(int(entry.name))
-    return children
-
-
 def settled_answered_posts(base: str) -> int:
     """``answered_posts`` once the requests still in flight when wrk stopped have finished
     (two readings half a second apart agree), so that what they stored is counted too."""
@@ -155,39 +130,6 @@ def answered_posts(base: str) -> int:
                 and 'status="200"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return int(total)
-
-
-@contextlib.contextmanager
-def serving(workers: int, log_path: Path, env: dict | None = None):
-    """``formwise serve`` on a free port until the block ends; yields (base URL, master pid)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([formwise_command(), "serve", "--bind", f"127.0.0.1:{port}",
-                                    "--workers", str(workers)], cwd=PROJECT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"the server exited: {log_path.read_text()[-2000:]}")
-                try:
-                    if urllib.request.urlopen(base + "/health/ready", timeout=2).status == 200 \
-                            and len(worker_pids(process.pid)) == workers:
-                        break
-                except (urllib.error.URLError, ConnectionError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not become ready: {log_path.read_text()[-2000:]}")
-                time.sleep(0.2)
-            yield base, process.pid
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def check_answers(base: str, body: bytes, shop: Shop | None) -> None:
@@ -266,7 +208,7 @@ def main() -> int:
         # wrk calls from one address: the per-address limit without a key is lifted like the key's
         env = shop.env if shop else {**os.environ, "FORMWISE_OPEN_RATE_LIMIT": LIFTED_RATE_LIMIT}
 
-        with serving(args.workers, scratch / "steady.log", env) as (base, _master):
+        with serving(scratch / "steady.log", args.workers, env, cwd=PROJECT) as (base, _master):
             if shop is not None:
                 shop.upload_catalog(base)
             stored_before = shop.stored_answer_ids() if shop else 0
@@ -276,7 +218,7 @@ def main() -> int:
             print_figures("steady load", steady, served)
             steady_stored = stored_matches(shop, stored_before, served, slack=0)
 
-        with serving(args.workers, scratch / "fault.log", env) as (base, master):
+        with serving(scratch / "fault.log", args.workers, env, cwd=PROJECT) as (base, master):
             stored_before = shop.stored_answer_ids() if shop else 0
             check_answers(base, body_path.read_bytes(), shop)
             before = worker_pids(master)
@@ -303,7 +245,7 @@ def main() -> int:
             replaced = len(after) == args.workers and killed[0] not in after
             at_most_in_flight = fault["failed"] <= args.connections
 
-        with serving(args.workers, scratch / "slow.log", env) as (base, _master):
+        with serving(scratch / "slow.log", args.workers, env, cwd=PROJECT) as (base, _master):
             check_answers(base, body_path.read_bytes(), shop)
             with slow_clients(base, args.slow_clients) as probes:
                 slow = load(base, args, body_path, shop)
@@ -384,7 +326,7 @@ def redis_outage_run(args, scratch: Path, body_path: Path, shop: Shop) -> bool:
     redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        with serving(args.workers, scratch / "redis.log", env) as (base, _master):
+        with serving(scratch / "redis.log", args.workers, env, cwd=PROJECT) as (base, _master):
             check_answers(base, body_path.read_bytes(), shop)
             events: list[str] = []
 

@@ -58,7 +58,7 @@ def generate(path: Path, rows: int, seed: int = 20261122, block: int = 500_000) 
     import pyarrow.compute as pc
     import pyarrow.csv as pa_csv
 
-    from models import vocabulary as vocab
+    from formwise.models.knowledge import vocabulary as vocab
 
     rng = np.random.default_rng(seed)
 
@@ -158,7 +158,7 @@ def measure_child(command: list[str]) -> None:
 
 def time_loop(profiles: list[dict]) -> float:
     """Seconds per row of Recommender().recommend([profile]), one profile per call."""
-    from models.recommender import Recommender
+    from formwise.models.recommender import Recommender
 
     recommender = Recommender()
     for profile in profiles[:50]:

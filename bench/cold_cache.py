@@ -21,8 +21,8 @@ import orjson
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from models.recommender import Recommender  # noqa: E402 (after the project folder is on the path)
-from service.schemas import ProfileSchema  # noqa: E402
+from formwise.models.recommender import Recommender  # noqa: E402 (after the project folder is on the path)
+from formwise.service.api.schemas import ProfileSchema  # noqa: E402
 
 BODY = PROJECT.parent / "shared" / "bench" / "request.json"
 THRASH_BYTES = 16 * 1024 * 1024

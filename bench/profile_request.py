@@ -59,7 +59,8 @@ def caller(app, body: bytes, headers: dict | None = None):
 
 def bench_shop_key(app) -> str:
     """A shop with one secret key and no products, in the app's database; returns the key."""
-    from service import shops, storage
+    from formwise.service.shops import keys as shops
+    from formwise.service.store import queries as storage
 
     key = shops.generate_key("secret")
     with app.app_context():

@@ -4,7 +4,7 @@
   computed at start-up for the benchmark body, through the same app, parsing, validation
   and hooks. Its ratio to the bare floor is the most the service could reach if the engine
   and the answer dicts cost nothing.
-- ``batch-only``: the profile batch (models/features.py) is built, then the canned answer
+- ``batch-only``: the profile batch (models/engine/features.py) is built, then the canned answer
   is sent: what turning the profile into columns costs under load.
 - ``loop-arguments``: the batch is built and the scoring loop's arguments (the batch's
   columns and the engine's tables) are handed to a compiled function that returns at once:
@@ -34,8 +34,8 @@ import orjson
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from service import create_app  # noqa: E402 (after the project folder is on the path)
-from service.schemas import ProfileSchema  # noqa: E402
+from formwise.service.api.schemas import ProfileSchema  # noqa: E402
+from formwise.service.app import create_app  # noqa: E402
 
 VARIANT = os.environ.get("FORMWISE_BENCH_VARIANT", "canned")
 BODY = PROJECT.parent / "shared" / "bench" / "request.json"

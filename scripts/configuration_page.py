@@ -5,7 +5,7 @@
 
 from pathlib import Path
 
-from service.settings import configuration_page
+from formwise.service.settings import configuration_page
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 

@@ -13,7 +13,7 @@ import pymupdf
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from service import create_app
+from formwise.service.app import create_app
 
 BODY = {
     "profile": {"age": 70, "sex": "female", "egfr": 45, "medications": ["levothyroxine"]},

@@ -236,6 +236,6 @@ def configuration_page() -> str:
                 shown = item.shown_default or (f"`{item.default}`" if item.default else "none")
                 lines.append(f"| `{item.name}` | {shown} | {item.meaning} |")
     lines += ["", "Read by libraries themselves: `NUMBA_CACHE_DIR` (where the compiled scoring loop is kept;",
-              "default `models/__pycache__`, else a private temporary folder) and `PROMETHEUS_MULTIPROC_DIR`",
+              "default `models/engine/__pycache__`, else a private temporary folder) and `PROMETHEUS_MULTIPROC_DIR`",
               "(where the workers' metric files live; default a fresh temporary folder)."]
     return "\n".join(lines) + "\n"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from models.recommender import Recommender
-from service import create_app
+from formwise.models.recommender import Recommender
+from formwise.service.app import create_app
 
 # Tests never use a developer's database, Redis or key setting, and never write the service's
 # SQLite file into the source tree: a throwaway data folder, inherited by test servers.
@@ -24,7 +24,7 @@ for _setting in ("DATABASE_URL", "REDIS_URL", "FORMWISE_REQUIRE_API_KEY", "FORMW
     os.environ.pop(_setting, None)
 # The suite calls from one address thousands of times a minute (fuzzing, 10,000 profiles over
 # gunicorn, 2,000 forged posts): the per-address and per-answer limits are lifted for it, and
-# the tests of those limits (tests/service/test_limits.py) set them in the app's config.
+# the tests of those limits (tests/service/shops/test_limits.py) set them in the app's config.
 os.environ.update({"FORMWISE_OPEN_RATE_LIMIT": "off", "FORMWISE_CLIENT_RATE_LIMIT": "1000000/minute",
                    "FORMWISE_ANSWER_RATE_LIMIT": "1000000/hour"})
 os.environ["FORMWISE_DATA_DIR"] = tempfile.mkdtemp(prefix="formwise-tests-")
@@ -41,8 +41,10 @@ def recommender() -> Recommender:
     return Recommender()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture()
 def app():
+    """A fresh app for each test (flaskr's pattern): one test's limits, hooks and settings
+    never reach the next. Building one takes about 25 ms once the engine is compiled."""
     return create_app({"TESTING": True})
 
 
@@ -104,8 +106,10 @@ def database_url(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def db_app(database_url):
-    """An app on ``database_url`` (migrated on creation), shared by one test module."""
-    from service.db import engine_of
+    """An app on ``database_url`` (migrated on creation), shared by one test module: its tests
+    use shops and catalogs made once per module, each with its own name, on a database that
+    costs a migration to make (and a schema on PostgreSQL)."""
+    from formwise.service.store.database import engine_of
 
     application = create_app({"TESTING": True, "DATABASE_URL": database_url})
     yield application

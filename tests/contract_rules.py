@@ -4,7 +4,7 @@ tests, the HTTP batch test and the 10,000-profile end-to-end run all call it."""
 
 from __future__ import annotations
 
-from models import vocabulary as vocab
+from formwise.models.knowledge import vocabulary as vocab
 
 SEVERITY = {name: i for i, name in enumerate(vocab.SEVERITIES)}
 UPPER_LIMIT = {range(1, 4): 65, range(4, 9): 110, range(9, 121): 350}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import requests
 
-from models import vocabulary as vocab
-from models.knowledge import default_knowledge_base
+from formwise.models.knowledge import vocabulary as vocab
+from formwise.models.knowledge.loading import default_knowledge_base
 from tests.contract_rules import check_contract
 from tests.e2e.server import running_service
 from tests.models.profiles import KNOWN_MEDICINES

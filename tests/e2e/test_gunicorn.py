@@ -8,7 +8,7 @@ import requests
 
 from tests.conftest import load_vignettes
 from tests.e2e.server import running_service
-from tests.service.vignette_checks import check_vignette
+from tests.service.api.vignette_checks import check_vignette
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,7 @@ def test_gunicorns_own_errors_are_problems_and_keep_the_query_out_of_the_log(tmp
 def test_gunicorns_error_lines_drop_the_query_string():
     import logging
 
-    from service.gunicorn_worker import redact_query_strings
+    from formwise.service.ops.gunicorn_workers import redact_query_strings
 
     record = logging.LogRecord("gunicorn.error", logging.ERROR, __file__, 1, "Error handling request %s %s",
                                ("GET", "/v1/forms?egfr=zzq-private-value&x=1"), None)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from models.recommender import ACTIVE_ARTIFACT
-from models.training import load_artifact
+from formwise.models.learning.artifact import ACTIVE_ARTIFACT, load_artifact
 from tests.e2e.server import running_service
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """SIGHUP under the real gunicorn (``formwise serve``, 2 workers, preload): the master
 re-reads the knowledge base while clients keep sending requests, and not one of them fails.
 A knowledge base that no longer loads keeps the previous one in service. Plus the
-production defaults of service/gunicorn_config.py."""
+production defaults of service/ops/gunicorn_config.py."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_sighup_reloads_the_knowledge_base_without_failing_a_request(tmp_path):
 def test_gunicorn_defaults_are_the_production_ones():
     """Read in a child process: the settings file sets PROMETHEUS_MULTIPROC_DIR as it loads."""
     script = (
-        "import json, os, service.gunicorn_config as c; "
+        "import json, os, formwise.service.ops.gunicorn_config as c; "
         "print(json.dumps({'workers': c.workers, 'preload': c.preload_app, 'timeout': c.timeout, "
         "'graceful': c.graceful_timeout, 'accesslog': c.accesslog, "
         "'metrics_dir': os.environ['PROMETHEUS_MULTIPROC_DIR'], 'cpus': len(os.sched_getaffinity(0))})); "

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from service import create_app
-from service.observability import REQUEST_ID_PATTERN
+from formwise.service.app import create_app
+from formwise.service.ops.observability import REQUEST_ID_PATTERN
 
 CASES = int(os.environ.get("FORMWISE_FUZZ_EXAMPLES", "200"))
 # "A schema-valid request must get a 2xx" cannot hold for rules between fields that JSON
@@ -39,7 +39,7 @@ OPERATIONS = [result.ok() for result in schema.get_all_operations()]
 DISTINCT_CASES: dict[str, set[str]] = collections.defaultdict(set)
 
 # Printable ASCII without surrounding spaces (what an HTTP client lets through); an empty
-# request id is covered in tests/service/test_observability.py.
+# request id is covered in tests/service/ops/test_observability.py.
 header_text = st.from_regex(r"[!-~]([ -~]{0,138}[!-~])?", fullmatch=True)
 extra_query = st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True), header_text, max_size=3)
 

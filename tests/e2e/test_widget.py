@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from service import create_app, storage
-from service.widget import load_ui_texts
+from formwise.models.knowledge.ui_texts import load_ui_texts
+from formwise.service.app import create_app
+from formwise.service.store import tables
 from tests.e2e.server import free_port, running_service
 
 pytestmark = pytest.mark.slow
@@ -134,11 +135,11 @@ def events_for(live, recommendation_id: str) -> list[tuple[str, str]]:
     import sqlalchemy as sa
 
     with live["database"].app_context():
-        from service.db import session_scope
+        from formwise.service.store.database import session_scope
 
         with session_scope() as session:
-            rows = session.execute(sa.select(storage.Event.type, storage.Event.sku)
-                                   .where(storage.Event.recommendation_id == recommendation_id)).all()
+            rows = session.execute(sa.select(tables.Event.type, tables.Event.sku)
+                                   .where(tables.Event.recommendation_id == recommendation_id)).all()
     return sorted((event_type, sku) for event_type, sku in rows)
 
 

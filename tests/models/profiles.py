@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from models import vocabulary as vocab
-from models.knowledge import default_knowledge_base
+from formwise.models.knowledge import vocabulary as vocab
+from formwise.models.knowledge.loading import default_knowledge_base
 
 FORM_IDS = default_knowledge_base().form_ids
 KNOWN_MEDICINES = ("doxycycline", "Synthroid", "omeprazole", "LASIX", "rxcui:10582", "spironolactone", "Dyazide",

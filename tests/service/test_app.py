@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service import FormwiseFlask
+from formwise.service.app import FormwiseFlask
 
 
 def test_sync_functions_and_methods_come_back_as_they_are():

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from service import create_app
-from service.settings import BY_NAME, SETTINGS, Settings, configuration_page
+from formwise.service.app import create_app
+from formwise.service.settings import BY_NAME, SETTINGS, Settings, configuration_page
 
 ROOT = Path(__file__).resolve().parents[2]
 # The gunicorn config files must know two things before anything is imported: the worker
 # class (to monkey-patch for gevent first) and prometheus-client's folder, which that library
 # reads itself. Elsewhere only these reads of the environment are allowed: the metrics folder
 # (prometheus-client's variable, not a setting) and PATH, which the CLI passes to gunicorn.
-ALLOWED_ENVIRONMENT_READS = {"service/gunicorn_config.py", "gunicorn.conf.py", "service/settings.py"}
+ALLOWED_ENVIRONMENT_READS = {"service/ops/gunicorn_config.py", "gunicorn.conf.py", "service/settings.py"}
 ALLOWED_LINES = (re.compile(r"os\.environ\.get\(MULTIPROC_DIR_ENV\)"), re.compile(r'os\.environ\.get\("PATH"'))
 SETTING_NAME = re.compile(r"\b(FORMWISE_[A-Z_]+[A-Z]|DATABASE_URL|REDIS_URL)\b")
 
@@ -37,7 +37,7 @@ def test_no_code_reads_the_environment_but_the_settings():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if re.search(r"os\.environ|getenv\(", line) and not any(allowed.search(line) for allowed in ALLOWED_LINES):
                 readers.append(f"{name}:{number}")
-    assert not readers, f"read settings through service.settings: {readers}"
+    assert not readers, f"read settings through formwise.service.settings: {readers}"
 
 
 def test_every_setting_named_in_the_code_is_in_the_table():

@@ -1,0 +1,4 @@
+"""``formwise score``: files scored in chunks through the one engine. ``files`` runs a
+whole file; ``readers`` and ``writers`` speak CSV, JSON Lines and Parquet; ``columns`` turns
+a chunk into engine input and its output back into columns; ``cluster`` runs the same chunk
+scorer on Dask."""

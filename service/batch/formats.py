@@ -1,0 +1,84 @@
+"""The shape of a batch run: the file formats by extension, the rejects file's columns, the
+problems that stop a run before any row is scored (exit code 2), and the summary a run reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from formwise.service.batch.columns import ALLOWED_COLUMNS, REQUIRED_COLUMNS
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+STDIO = "-"
+DEFAULT_CHUNK_SIZE = 65_536
+REJECT_SCHEMA = pa.schema([("row", pa.int64()), ("id", pa.string()), ("fields", pa.string()),
+                           ("reason", pa.string())])
+
+MALFORMED_FIELD = "row"
+TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+
+
+class BatchError(Exception):
+    """A problem with the command's inputs, found before any row is scored (exit code 2)."""
+
+    exit_code = 2
+
+
+@dataclass
+class Summary:
+    rows_in: int = 0
+    rows_scored: int = 0
+    rows_rejected: int = 0
+    rejects_path: str | None = field(default=None, compare=False)  # where the rejects went (None: stderr)
+
+    def add(self, other: Summary) -> None:
+        self.rows_in += other.rows_in
+        self.rows_scored += other.rows_scored
+        self.rows_rejected += other.rows_rejected
+
+    def line(self) -> str:
+        return f"rows_in={self.rows_in} rows_scored={self.rows_scored} rows_rejected={self.rows_rejected}"
+
+
+def file_format(path: str, role: str) -> str:
+    """'csv', 'jsonl' or 'parquet' from the extension; '-' is JSON Lines."""
+    if path == STDIO:
+        return "jsonl"
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        allowed = ", ".join(FORMATS)
+        raise BatchError(f"{role} '{path}': unknown format '{suffix or '(no extension)'}'; use one of {allowed} "
+                         f"(or '-' for JSON Lines on standard {'input' if role == 'INPUT' else 'output'}).")
+    return FORMATS[suffix]
+
+
+def default_rejects_path(output: str) -> str | None:
+    """``out.csv`` -> ``out.rejects.csv``; None for standard output (rejects go to stderr)."""
+    if output == STDIO:
+        return None
+    path = Path(output)
+    suffix = path.suffix if path.suffix.lower() in FORMATS else ".csv"
+    stem = path.stem if path.suffix.lower() in FORMATS else path.name
+    return str(path.with_name(f"{stem}.rejects{suffix}"))
+
+
+def check_columns(names: list[str], source: str) -> None:
+    missing = [name for name in REQUIRED_COLUMNS if name not in names]
+    if missing:
+        raise BatchError(f"{source}: missing required column(s) {', '.join(missing)} "
+                         f"(the columns found: {', '.join(names) or 'none'}).")
+    unknown = [name for name in names if name not in ALLOWED_COLUMNS]
+    if unknown:
+        raise BatchError(f"{source}: unknown column(s) {', '.join(unknown)}; allowed columns: "
+                         f"{', '.join(ALLOWED_COLUMNS)}.")
+
+
+def rejects_table(rows, ids, fields, reasons) -> pa.Table:
+    return pa.table({
+        "row": pa.array(rows, pa.int64()),
+        "id": pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids.cast(pa.string()),
+        "fields": pa.array(fields, pa.string()) if not isinstance(fields, pa.Array) else fields,
+        "reason": pa.array(reasons, pa.string()) if not isinstance(reasons, pa.Array) else reasons,
+    }, schema=REJECT_SCHEMA)

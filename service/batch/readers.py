@@ -1,0 +1,236 @@
+"""Readers: CSV, JSON Lines and Parquet read in chunks of rows, each chunk with the 1-based row
+numbers of its rows (the CSV header is not a row, empty lines are)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from formwise.service.batch.columns import ALLOWED_COLUMNS
+from formwise.service.batch.formats import (
+    MALFORMED_FIELD,
+    STDIO,
+    TEXT_DICTIONARY,
+    BatchError,
+    check_columns,
+    file_format,
+    rejects_table,
+)
+
+
+@dataclass
+class TabularChunk:
+    columns: dict[str, pa.Array]
+    rows: np.ndarray  # int64 row numbers of the parsed rows
+    malformed: pa.Table | None = None  # rows the parser could not split into the header's columns
+
+
+@dataclass
+class JsonChunk:
+    rows: np.ndarray
+    lines: list[bytes]
+
+
+class CsvReader:
+    """pyarrow's streaming CSV reader, every column as text (validation is ours).
+
+    Lines that do not split into the header's columns are reported by pyarrow's
+    invalid-row handler with their line number (single-threaded parsing keeps them), and
+    become rejects; empty lines arrive as rows with no values and are rejected as such."""
+
+    kind = "tabular"
+
+    def __init__(self, path: str, chunk_size: int):
+        self.path = path
+        self._malformed: list[tuple[int, int]] = []  # (line number, values found)
+        self._lock = threading.Lock()
+        self._next_row = 1
+        self._source = pa.OSFile(path, "rb")
+        self.size = os.path.getsize(path)
+        block_size = _csv_block_size(path, chunk_size)
+        try:
+            self._reader = pa_csv.open_csv(
+                self._source,
+                read_options=pa_csv.ReadOptions(block_size=block_size, use_threads=False),
+                parse_options=pa_csv.ParseOptions(ignore_empty_lines=False, newlines_in_values=False,
+                                                  invalid_row_handler=self._invalid_row),
+                # Every column as text; all but id dictionary-encoded while parsing, which is
+                # what validation works on (each distinct value is checked once).
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={name: pa.string() if name == "id" else TEXT_DICTIONARY for name in ALLOWED_COLUMNS},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+        except pa.ArrowInvalid as error:
+            self._source.close()
+            if "Empty CSV file" in str(error):
+                raise BatchError(f"INPUT '{path}': the file is empty (no header line).") from None
+            raise BatchError(f"INPUT '{path}': not a readable CSV file: {error}") from None
+        try:
+            check_columns(self._reader.schema.names, f"INPUT '{path}'")
+        except BatchError:
+            self.close()
+            raise
+
+    def _invalid_row(self, row) -> str:
+        with self._lock:
+            self._malformed.append((row.number, row.actual_columns))
+        return "skip"
+
+    def progress(self) -> float | None:
+        try:
+            return min(1.0, self._source.tell() / self.size) if self.size else None
+        except (OSError, ValueError):
+            return None
+
+    def _take_malformed(self, up_to_row: float) -> list[tuple[int, int]]:
+        """Malformed rows numbered up to ``up_to_row``, as (row, value count)."""
+        with self._lock:
+            taken = [(line - 1, count) for line, count in self._malformed if line - 1 <= up_to_row]
+            self._malformed = [item for item in self._malformed if item[0] - 1 > up_to_row]
+        return taken
+
+    def _malformed_table(self, taken: list[tuple[int, int]]) -> pa.Table | None:
+        if not taken:
+            return None
+        expected = len(self._reader.schema.names)
+        return rejects_table(
+            [row for row, _ in taken], [None] * len(taken), [MALFORMED_FIELD] * len(taken),
+            [f"Malformed row: {count} values where the header has {expected} columns." for _, count in taken],
+        )
+
+    def __iter__(self) -> Iterator[TabularChunk]:
+        for batch in self._reader:
+            if batch.num_rows == 0:
+                continue
+            with self._lock:
+                skipped = np.array(sorted(line - 1 for line, _ in self._malformed), dtype=np.int64)
+            rows = _rows_skipping(self._next_row, batch.num_rows, skipped)
+            self._next_row = int(rows[-1]) + 1
+            malformed = self._malformed_table(self._take_malformed(rows[-1]))
+            yield TabularChunk({name: batch.column(name) for name in batch.schema.names}, rows, malformed)
+        trailing = self._malformed_table(self._take_malformed(float("inf")))
+        if trailing is not None:
+            yield TabularChunk({}, np.zeros(0, dtype=np.int64), trailing)
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def _rows_skipping(first: int, count: int, skipped: np.ndarray) -> np.ndarray:
+    """The ``count`` smallest row numbers >= ``first`` that are not in ``skipped``."""
+    skipped = skipped[skipped >= first]
+    base = first + np.arange(count, dtype=np.int64)
+    rows = base
+    while True:
+        shifted = base + np.searchsorted(skipped, rows, side="right")
+        if np.array_equal(shifted, rows):
+            return rows
+        rows = shifted
+
+
+def _csv_block_size(path: str, chunk_size: int) -> int:
+    """Bytes per block for about ``chunk_size`` rows, from the first 256 KiB."""
+    with open(path, "rb") as handle:
+        sample = handle.read(256 * 1024)
+    lines = max(sample.count(b"\n"), 1)
+    per_row = max(len(sample) / lines, 8)
+    return int(min(max(chunk_size * per_row, 64 * 1024), 1 << 30))
+
+
+class ParquetReader:
+    kind = "tabular"
+
+    def __init__(self, path: str, chunk_size: int):
+        self.path = path
+        try:
+            self._file = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise BatchError(f"INPUT '{path}': not a readable Parquet file: {error}") from None
+        self.names = self._file.schema_arrow.names
+        check_columns(self.names, f"INPUT '{path}'")
+        for column in self._file.schema_arrow:
+            if not _readable_type(column.type):
+                raise BatchError(f"INPUT '{path}': column {column.name} holds {column.type}; use text, numbers, "
+                                 "booleans or lists of text.")
+        self.total = self._file.metadata.num_rows
+        self.chunk_size = chunk_size
+        self._done = 0
+
+    def progress(self) -> float | None:
+        return self._done / self.total if self.total else None
+
+    def __iter__(self) -> Iterator[TabularChunk]:
+        next_row = 1
+        for batch in self._file.iter_batches(batch_size=self.chunk_size, columns=self.names):
+            rows = np.arange(next_row, next_row + batch.num_rows, dtype=np.int64)
+            next_row += batch.num_rows
+            self._done += batch.num_rows
+            yield TabularChunk({name: batch.column(name) for name in batch.schema.names}, rows)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _readable_type(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return _readable_type(kind.value_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind))
+
+
+class JsonLinesReader:
+    kind = "jsonl"
+
+    def __init__(self, path: str, chunk_size: int):
+        self.path = path
+        self.chunk_size = chunk_size
+        if path == STDIO:
+            self._handle = sys.stdin.buffer
+            self.size = None
+        else:
+            self._handle = open(path, "rb")  # noqa: SIM115 - closed by close()
+            self.size = os.path.getsize(path)
+
+    def progress(self) -> float | None:
+        if not self.size:
+            return None
+        try:
+            return min(1.0, self._handle.tell() / self.size)
+        except (OSError, ValueError):
+            return None
+
+    def __iter__(self) -> Iterator[JsonChunk]:
+        next_row = 1
+        while True:
+            lines = list(islice(self._handle, self.chunk_size))
+            if not lines:
+                return
+            rows = np.arange(next_row, next_row + len(lines), dtype=np.int64)
+            next_row += len(lines)
+            yield JsonChunk(rows, lines)
+
+    def close(self) -> None:
+        if self._handle is not sys.stdin.buffer:
+            self._handle.close()
+
+
+def open_reader(path: str, chunk_size: int):
+    kind = file_format(path, "INPUT")
+    if path != STDIO and not Path(path).exists():
+        raise BatchError(f"INPUT '{path}': no such file.")
+    if path != STDIO and Path(path).is_dir():
+        raise BatchError(f"INPUT '{path}' is a directory; the local engine reads one file "
+                         "(--engine dask reads a directory or a glob).")
+    return {"csv": CsvReader, "parquet": ParquetReader, "jsonl": JsonLinesReader}[kind](path, chunk_size)

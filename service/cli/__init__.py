@@ -1,0 +1,1 @@
+"""The ``formwise`` command: one click group (``main``) and one module per command group."""

@@ -1,0 +1,110 @@
+"""``formwise score``: batch files through the same engine as the API (registered on the
+``formwise`` group by formwise.service.cli.main)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from formwise.models.knowledge import vocabulary as vocab
+
+STDIO = "-"
+DEFAULT_CHUNK_SIZE = 65_536  # batch.files.DEFAULT_CHUNK_SIZE (not imported: keeps `formwise` start-up light)
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so that the temporary files are removed."""
+
+
+@contextlib.contextmanager
+def _terminate_cleanly():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", "output_path", required=True, metavar="OUTPUT",
+              help="Output file (.csv, .jsonl, .parquet; '-' for JSON Lines on standard output). "
+                   "With --engine dask: a Parquet dataset folder.")
+@click.option("--rejects", "rejects_path", default=None, metavar="FILE",
+              help="Where rows that fail validation go (.csv, .jsonl, .parquet) [default: OUTPUT's name "
+                   "with .rejects before the extension; standard error when OUTPUT is '-'].")
+@click.option("--chunk-size", type=click.IntRange(1, 10_000_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+              help="Rows per chunk (CSV chunks are cut at line boundaries, so about this many).")
+@click.option("--limit", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Ranked forms per row: the rank1..rankK columns, or recommendations per answer.")
+@click.option("--locale", default="en", show_default=True, help="Language of the JSON Lines answers' texts.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this process, streaming; dask: partitions on a Dask cluster.")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="With --engine dask: an existing cluster's scheduler (default: a local cluster).")
+def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler):
+    """Score every profile in INPUT into OUTPUT.
+
+    INPUT and OUTPUT are .csv, .jsonl or .parquet (by extension), or '-' for JSON Lines on
+    standard input/output. Rows that fail validation go to the rejects file, never into
+    OUTPUT; the command ends with rows_in, rows_scored and rows_rejected. OUTPUT is written
+    to a temporary file and renamed at the end.
+    """
+    from formwise.service.batch.formats import BatchError
+
+    if scheduler and engine != "dask":
+        _fail("--scheduler needs --engine dask.", EXIT_USAGE)
+    show_progress = not quiet and sys.stderr.isatty()
+    try:
+        with _terminate_cleanly():
+            if engine == "dask":
+                from formwise.service.batch.cluster import score_with_dask
+
+                summary = score_with_dask(input_path, output_path, rejects_path, chunk_size=chunk_size,
+                                          limit=limit, scheduler=scheduler, progress=show_progress)
+            else:
+                from formwise.service.batch.files import score_file
+
+                summary = score_file(input_path, output_path, rejects_path, chunk_size=chunk_size, limit=limit,
+                                     locale=vocab.resolve_locale(locale), progress=show_progress)
+    except BatchError as error:
+        _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; no output was written.", EXIT_INTERRUPTED)
+    except Terminated:
+        _fail("terminated; no output was written.", EXIT_TERMINATED)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        _fail("the output pipe was closed before the end.", EXIT_FAILED)
+    except (OSError, ValueError, RuntimeError) as error:
+        _fail(f"{type(error).__name__}: {error}; no output was written.", EXIT_FAILED)
+    click.echo(summary.line(), err=output_path == STDIO)
+    if summary.rows_rejected:
+        click.echo(f"rejected rows: {summary.rejects_path or 'standard error'}", err=True)
+
+
+def _fail(message: str, code: int):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(score)
