@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from common import code_state  # bench/ is on sys.path when run as a script
 
-import models
+from formwise import models
 from formwise.models.engine.features import ProfileBatch
 from formwise.models.knowledge import vocabulary as vocab
 from formwise.models.recommender import Recommender
