@@ -125,7 +125,7 @@ class OutputBuilder:
             return pc.binary_join_element_wise(*parts, ",")
         severity_count = len(vocab.SEVERITIES)
         caveat_key_bits = 2 * n_caveats + 2
-        keys = (_bit_keys(excluded) << caveat_key_bits) | caveat_keys
+        keys = (bit_keys(excluded) << caveat_key_bits) | caveat_keys
         keys = keys * severity_count + scored.max_severity.astype(np.int64)
 
         def tail_text(key: int) -> str:
@@ -189,7 +189,7 @@ class OutputBuilder:
             distinct, inverse = np.unique(excluded, axis=0, return_inverse=True)
             texts = [LIST_SEPARATOR.join(form_ids[i] for i in np.flatnonzero(row)) for row in distinct]
             return self._dictionary(inverse.astype(np.int32).ravel(), pa.array(texts, pa.string()), as_text)
-        return self._lookup(_bit_keys(excluded), self._excluded_texts, self._excluded_text, as_text)
+        return self._lookup(bit_keys(excluded), self._excluded_texts, self._excluded_text, as_text)
 
     def _caveat_codes(self, scored: ScoredBatch, as_text: bool) -> pa.Array:
         return self._lookup(_caveat_keys(scored), self._caveat_texts, self._caveat_text, as_text)
@@ -205,7 +205,7 @@ def _caveat_keys(scored: ScoredBatch) -> np.ndarray:
 MAX_BIT_KEY_COLUMNS = 53  # exact in a float64 mantissa
 
 
-def _bit_keys(flags: np.ndarray) -> np.ndarray:
+def bit_keys(flags: np.ndarray) -> np.ndarray:
     """Each row of a boolean matrix as an integer, bit i = column i: one matrix-vector
     product (BLAS), exact because every partial sum fits the float's mantissa."""
     columns = flags.shape[1]

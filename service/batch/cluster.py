@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from formwise.service.batch.columns import ALLOWED_COLUMNS, as_text
 from formwise.service.batch.files import Progress, signals_deferred
 from formwise.service.batch.formats import DEFAULT_CHUNK_SIZE, REJECT_SCHEMA, BatchError, Summary, check_columns
-from formwise.service.batch.readers import CsvReader, TabularChunk, _readable_type
+from formwise.service.batch.readers import CsvReader, TabularChunk, readable_type
 from formwise.service.batch.scoring import ChunkScorer, make_recommender
 
 READABLE = {".csv": "csv", ".parquet": "parquet"}
@@ -89,7 +89,7 @@ def plan_parts(files: list[str]) -> list[Part]:
         schema = metadata.schema.to_arrow_schema()
         check_columns(schema.names, f"INPUT '{name}'")
         for column in schema:
-            if not _readable_type(column.type):
+            if not readable_type(column.type):
                 raise BatchError(f"INPUT '{name}': column {column.name} holds {column.type}; use text, numbers, "
                                  "booleans or lists of text.")
         first_row = 1

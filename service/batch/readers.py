@@ -159,7 +159,7 @@ class ParquetReader:
         self.names = self._file.schema_arrow.names
         check_columns(self.names, f"INPUT '{path}'")
         for column in self._file.schema_arrow:
-            if not _readable_type(column.type):
+            if not readable_type(column.type):
                 raise BatchError(f"INPUT '{path}': column {column.name} holds {column.type}; use text, numbers, "
                                  "booleans or lists of text.")
         self.total = self._file.metadata.num_rows
@@ -181,9 +181,9 @@ class ParquetReader:
         self._file.close()
 
 
-def _readable_type(kind: pa.DataType) -> bool:
+def readable_type(kind: pa.DataType) -> bool:
     if pa.types.is_dictionary(kind):
-        return _readable_type(kind.value_type)
+        return readable_type(kind.value_type)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
     return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formwise.models.knowledge import vocabulary as vocab
-from formwise.service.batch.answer_columns import OutputBuilder, _bit_keys, output_column_names, round_like_python
+from formwise.service.batch.answer_columns import OutputBuilder, bit_keys, output_column_names, round_like_python
 from formwise.service.batch.columns import ColumnEncoder, as_text, profile_dicts
 
 
@@ -43,7 +43,7 @@ def test_rounding_near_halves():
 
 def test_bit_keys():
     flags = np.array([[True, False, True] + [False] * 10, [False] * 12 + [True], [False] * 13])
-    assert _bit_keys(flags).tolist() == [5, 1 << 12, 0]
+    assert bit_keys(flags).tolist() == [5, 1 << 12, 0]
 
 
 def test_valid_rows_encode_like_the_single_profile_path(encoder, recommender):
