@@ -6,6 +6,7 @@ tree (issue 20, part 4)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -64,10 +65,14 @@ print(json.dumps({{
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel, built once for the module from the source tree (a build takes seconds)."""
+    """The wheel, built once for the module from a copy of the source tree (setuptools writes
+    its build folder beside the sources; a build takes seconds)."""
+    source = tmp_path_factory.mktemp("source") / "formwise"
+    shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "site", "instance", "__pycache__", "*.egg-info", ".pytest_cache"))
     folder = tmp_path_factory.mktemp("dist")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder),
-                    str(PROJECT_ROOT)], check=True, capture_output=True, timeout=600)
+                    str(source)], check=True, capture_output=True, timeout=600)
     (built,) = folder.glob("formwise-*.whl")
     return built
 

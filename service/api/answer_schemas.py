@@ -90,6 +90,10 @@ class ProductOfferSchema(ma.Schema):
     price = fields.Float(required=True)
     currency = fields.String(required=True)
     cost_per_day = fields.Float(required=True)
+    image_url = fields.String(required=True, allow_none=True,
+                              metadata={"description": "A picture, if the catalog has one."})
+    cart_url = fields.String(required=True, allow_none=True,
+                             metadata={"description": "A link that adds the product to the cart, if listed."})
 
 
 class RecommendationSchema(ma.Schema):

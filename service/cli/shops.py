@@ -249,37 +249,47 @@ def printable(text) -> str:
 
 @shops.command("report")
 @click.argument("name")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (UTC), YYYY-MM-DD.")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day (UTC), YYYY-MM-DD.")
+@click.option("--group", type=click.Choice(["form", "product", "day"]), default="form", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def report(name, as_json):
-    """Conversion by form and by product: views, clicks, add-to-carts, purchases."""
-    from formwise.service.shops import events
+def report(name, start, end, group, as_json):
+    """Conversion figures (the same as GET /v1/reports/conversions): the widget's traffic and
+    the shop's own server calls apart, events on products an answer did not show apart."""
+    from formwise.service.shops.reports import conversion_report
     from formwise.service.store import queries as storage
 
     with _app_context():
         try:
-            result = events.conversion_report(storage.shop_id_by_name(name))
+            result = conversion_report(storage.shop_id_by_name(name), start and start.date(), end and end.date(),
+                                       group)
         except storage.NotFoundError as error:
             _fail(str(error))
     if as_json:
         _print_json(result)
         return
-    click.echo(f"{printable(name)}: {result['recommendations']} recommendations served with its keys")
-    header = f"{'views':>7}{'clicks':>8}{'carts':>7}{'purchases':>11}{'click rate':>12}{'conversion':>12}"
+    header = (f"{'views':>7}{'clicks':>8}{'carts':>7}{'orders':>8}{'units':>7}{'click rate':>12}{'conversion':>12}"
+              "  revenue")
 
     def counts(row):
-        return (f"{row['view']:>7}{row['click']:>8}{row['add_to_cart']:>7}{row['purchase']:>11}"
-                f"{_rate_text(row['click_rate']):>12}{_rate_text(row['conversion']):>12}")
+        revenue = ", ".join(f"{amount} {currency}" for currency, amount in row["revenue"].items()) or "-"
+        return (f"{row['views']:>7}{row['clicks']:>8}{row['add_to_cart']:>7}{row['orders']:>8}{row['units']:>7}"
+                f"{_rate_text(row['click_rate']):>12}{_rate_text(row['conversion']):>12}  {revenue}")
 
+    span = f"{result['from'] or 'the start'} to {result['to'] or 'today'}"
+    click.echo(f"{printable(name)}, {span}, by {group}")
+    for channel, title in (("widget", "the widget (publishable key)"), ("server", "the shop's server (secret key)")):
+        block = result[channel]
+        click.echo("")
+        click.echo(f"{title}: {block['answers']} answers")
+        click.echo(f"{'':<24}{header}")
+        for row in block["rows"]:
+            label = row["day"] if group == "day" else row["form"] if group == "form" else row["sku"]
+            extra = f"  {row['form']}  {printable(row['name'])}" if group == "product" else ""
+            click.echo(f"{printable(label):<24}{counts(row)}{extra}")
+        click.echo(f"{'total':<24}{counts(block['totals'])}")
     click.echo("")
-    click.echo(f"{'by form':<24}{header}")
-    for row in result["by_form"]:
-        click.echo(f"{row['form']:<24}{counts(row)}")
-    click.echo("")
-    click.echo(f"{'by product':<24}{header}")
-    for row in result["by_product"]:
-        click.echo(f"{printable(row['sku']):<24}{counts(row)}  {row['form']}  {printable(row['name'])}")
-    if not result["by_form"]:
-        click.echo("(no events yet)")
+    click.echo(f"{'unattributed':<24}{counts(result['unattributed'])}")
 
 
 # ---- formwise catalog -------------------------------------------------------------------

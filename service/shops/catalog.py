@@ -31,6 +31,7 @@ from formwise.service.api.errors import MAX_LISTED_ERRORS, flatten_messages, pro
 from formwise.service.api.parsing import Blueprint
 from formwise.service.api.responses import json_response
 from formwise.service.api.schemas import StrictInteger, StrictNumber, StrictSchema
+from formwise.service.settings import setting
 from formwise.service.shops.keys import SHOP_KEY_SECURITY, current_shop, request_key, require_shop
 from formwise.service.store import queries as storage
 
@@ -50,8 +51,14 @@ def _form_ids() -> tuple[str, ...]:
     recommender = current_app.extensions.get("formwise")
     if recommender is not None:
         return recommender.knowledge_base.form_ids
-    folder = current_app.config.get("KNOWLEDGE_BASE_DIR")
+    folder = setting("FORMWISE_KNOWLEDGE_BASE_DIR")
     return (load_knowledge_base(folder=folder) if folder else default_knowledge_base()).form_ids
+
+
+HTTP_URL = [
+    validate.Length(max=2000, error="Must be at most 2000 characters."),
+    validate.URL(schemes={"http", "https"}, require_tld=False, error="Must be an http or https URL."),
+]
 
 
 class ProductSchema(StrictSchema):
@@ -70,10 +77,10 @@ class ProductSchema(StrictSchema):
                          metadata={"description": "The pack's price, at most 2 decimal places."})
     currency = fields.String(required=True, validate=validate.Regexp(
         r"^[A-Z]{3}$", error="Must be a three-letter ISO 4217 code in capitals, such as EUR or USD."))
-    url = fields.String(required=True, validate=[
-        validate.Length(max=2000, error="Must be at most 2000 characters."),
-        validate.URL(schemes={"http", "https"}, require_tld=False, error="Must be an http or https URL."),
-    ])
+    url = fields.String(required=True, validate=HTTP_URL)
+    image_url = fields.String(validate=HTTP_URL, metadata={"description": "Optional: a picture of the product."})
+    cart_url = fields.String(validate=HTTP_URL, metadata={
+        "description": "Optional: a link that puts the product in the cart (the widget's 'Add to cart')."})
 
     @ma.validates("form")
     def _known_form(self, value, **kwargs):
@@ -122,14 +129,14 @@ def rows_from_csv(text: str) -> list[dict]:
     columns = reader.fieldnames or []
     columns = [column.strip() for column in columns]
     missing = [name for name in storage.PRODUCT_FIELDS if name not in columns]
-    unknown = [name for name in columns if name not in storage.PRODUCT_FIELDS]
+    unknown = [name for name in columns if name not in storage.ALL_PRODUCT_FIELDS]
     if not columns:
         return []
     if missing or unknown:
         problems = ([f"missing columns: {', '.join(missing)}"] if missing else []) + (
             [f"unknown columns: {', '.join(unknown)}"] if unknown else [])
-        raise CatalogError(f"The CSV header must name the columns {', '.join(storage.PRODUCT_FIELDS)} "
-                           f"({'; '.join(problems)}).")
+        raise CatalogError(f"The CSV header must name the columns {', '.join(storage.PRODUCT_FIELDS)}, and may "
+                           f"name {', '.join(storage.OPTIONAL_PRODUCT_FIELDS)} ({'; '.join(problems)}).")
     reader.fieldnames = columns
     rows = []
     for record in reader:
@@ -320,6 +327,8 @@ def offer(product: dict, dose_range: dict, max_units_per_day: int | None = None)
         "price": float(price),
         "currency": product["currency"],
         "cost_per_day": float(cost_per_day),
+        "image_url": product.get("image_url"),
+        "cart_url": product.get("cart_url"),
     }
 
 
@@ -354,8 +363,9 @@ class CatalogIndex:
         return [entry[2] for entry in kept]
 
 
-class _IndexCache:
-    """Each worker's catalog indexes, by shop, rebuilt when the catalog's version changes."""
+class IndexCache:
+    """The app's catalog indexes (each worker's, after the fork), by shop, rebuilt when the
+    catalog's version changes. Per app, so that two apps on two databases never share one."""
 
     MAX_SHOPS = 256
 
@@ -376,14 +386,15 @@ class _IndexCache:
         return index
 
 
-catalog_indexes = _IndexCache()
+def catalog_indexes() -> IndexCache:
+    return current_app.extensions["formwise_catalog_indexes"]
 
 
 def products_per_recommendation() -> int:
     """Cost hook: how many products each recommendation of this request may list (0 without a
     shop key)."""
     shop = current_shop()
-    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, catalog_indexes.index_for(shop.id).size)
+    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, catalog_indexes().index_for(shop.id).size)
 
 
 def add_shop_products(answers: list[dict], locale: str, preferences: list[dict]) -> None:
@@ -397,7 +408,7 @@ def add_shop_products(answers: list[dict], locale: str, preferences: list[dict])
         return
     if not any(answer["recommendations"] for answer in answers):
         return
-    index = catalog_indexes.index_for(shop.id)
+    index = catalog_indexes().index_for(shop.id)
     worked_out: dict[tuple, list[dict]] = {}
     for position, (answer, wishes) in enumerate(zip(answers, preferences, strict=True)):
         if position % 64 == 63:
@@ -417,5 +428,6 @@ def add_shop_products(answers: list[dict], locale: str, preferences: list[dict])
 
 
 def init_app(app, api) -> None:
+    app.extensions["formwise_catalog_indexes"] = IndexCache()
     app.extensions["formwise_answer_hooks"].append(add_shop_products)
     app.extensions["formwise_cost_hooks"].append(products_per_recommendation)

@@ -20,7 +20,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from formwise.service.store.database import connection_scope, session_scope
 from formwise.service.store.tables import (
     CDS_OUTCOMES,
-    EVENT_TYPES,
     ApiKey,
     AppSecret,
     AuditEntry,
@@ -184,13 +183,16 @@ def origin_registered(origin: str) -> bool:
 # ---- catalog ----------------------------------------------------------------------------
 
 PRODUCT_FIELDS = ("sku", "name", "form", "elemental_mg_per_unit", "units_per_pack", "price", "currency", "url")
+# Columns a catalog may leave out: a picture and a link that adds the product to the cart.
+OPTIONAL_PRODUCT_FIELDS = ("image_url", "cart_url")
+ALL_PRODUCT_FIELDS = PRODUCT_FIELDS + OPTIONAL_PRODUCT_FIELDS
 
 
-PRODUCT_COLUMNS = tuple(getattr(Product, name) for name in PRODUCT_FIELDS)
+PRODUCT_COLUMNS = tuple(getattr(Product, name) for name in ALL_PRODUCT_FIELDS)
 
 
 def _product_dict(row) -> dict:
-    product = dict(zip(PRODUCT_FIELDS, row, strict=True))
+    product = dict(zip(ALL_PRODUCT_FIELDS, row, strict=True))
     product["price"] = float(product["price"])
     return product
 
@@ -200,7 +202,7 @@ def replace_catalog(shop_id: int, products: list[dict]) -> int:
     with session_scope() as session:
         session.execute(sa.update(Shop).where(Shop.id == shop_id).values(catalog_version=Shop.catalog_version + 1))
         session.execute(sa.delete(Product).where(Product.shop_id == shop_id))
-        session.add_all(Product(shop_id=shop_id, **{name: item[name] for name in PRODUCT_FIELDS})
+        session.add_all(Product(shop_id=shop_id, **{name: item.get(name) for name in ALL_PRODUCT_FIELDS})
                         for item in products)
         return len(products)
 
@@ -231,58 +233,6 @@ def find_product(shop_id: int, sku: str) -> dict | None:
         return _product_dict(row) if row is not None else None
 
 
-# ---- attribution ------------------------------------------------------------------------
-
-
-_INSERT_RECOMMENDATION = sa.insert(Recommendation)
-
-
-def record_recommendations(recommendation_ids: list[str], shop_id: int | None) -> None:
-    """Stores each answer's id with the shop and the time: ids only, never a profile."""
-    if not recommendation_ids:
-        return
-    now = utc_now()
-    with connection_scope() as connection:
-        connection.execute(_INSERT_RECOMMENDATION,
-                           [{"id": rid, "shop_id": shop_id, "created_at": now} for rid in recommendation_ids])
-
-
-def recommendation_shop(recommendation_id: str) -> tuple[bool, int | None]:
-    """(whether the id was stored, the shop it was answered for)."""
-    with session_scope() as session:
-        row = session.execute(sa.select(Recommendation.shop_id).where(Recommendation.id == recommendation_id)).first()
-        return (row is not None, row[0] if row is not None else None)
-
-
-def record_event(shop_id: int, recommendation_id: str, event_type: str, sku: str, form: str) -> int:
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
-    with session_scope() as session:
-        event = Event(shop_id=shop_id, recommendation_id=recommendation_id, type=event_type, sku=sku, form=form)
-        session.add(event)
-        session.flush()
-        return event.id
-
-
-def conversion_counts(shop_id: int) -> dict:
-    """Event counts for a shop: ``recommendations`` (answers served with its keys) and
-    ``products``: one row per (form, sku) with the product's current name and a count per
-    event type."""
-    with session_scope() as session:
-        served = session.scalar(sa.select(sa.func.count()).select_from(Recommendation)
-                                .where(Recommendation.shop_id == shop_id))
-        rows = session.execute(
-            sa.select(Event.form, Event.sku, Event.type, sa.func.count())
-            .where(Event.shop_id == shop_id)
-            .group_by(Event.form, Event.sku, Event.type)
-        ).all()
-        names = dict(session.execute(sa.select(Product.sku, Product.name).where(Product.shop_id == shop_id)).all())
-    products: dict[tuple[str, str], dict] = {}
-    for form, sku, event_type, count in rows:
-        entry = products.setdefault((form, sku), {"form": form, "sku": sku, "name": names.get(sku, ""),
-                                                  **dict.fromkeys(EVENT_TYPES, 0)})
-        entry[event_type] = count
-    return {"recommendations": served, "products": [products[key] for key in sorted(products)]}
 
 
 # ---- outcomes (issue 6) and CDS feedback (issue 5) ---------------------------------------

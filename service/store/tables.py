@@ -76,6 +76,8 @@ class Product(Base):
     price: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2))
     currency: Mapped[str] = mapped_column(sa.String(3))
     url: Mapped[str] = mapped_column(sa.String(2000))
+    image_url: Mapped[str | None] = mapped_column(sa.String(2000))  # optional (migration 0006)
+    cart_url: Mapped[str | None] = mapped_column(sa.String(2000))  # optional: adds the product to the cart
 
 
 class Recommendation(Base):
@@ -86,6 +88,11 @@ class Recommendation(Base):
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     shop_id: Mapped[int | None] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+    # "widget" (the publishable key: a page of the shop) or "server" (the secret key); NULL for
+    # answers stored before channels were kept (migration 0006)
+    channel: Mapped[str | None] = mapped_column(sa.String(10))
+    # the skus the answer showed, space-separated: an event on another sku is unattributed
+    shown_skus: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class Event(Base):
@@ -93,7 +100,12 @@ class Event(Base):
     when the event arrived, so a later catalog change does not rewrite history."""
 
     __tablename__ = "events"
-    __table_args__ = (sa.CheckConstraint("type IN ('view', 'click', 'add_to_cart', 'purchase')", name="event_type"),)
+    __table_args__ = (
+        sa.CheckConstraint("type IN ('view', 'click', 'add_to_cart', 'purchase')", name="event_type"),
+        # a purchase counts once per order and product, however often the shop sends it
+        sa.Index("event_purchase_once", "shop_id", "order_id", "sku", unique=True,
+                 sqlite_where=sa.text("type = 'purchase'"), postgresql_where=sa.text("type = 'purchase'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recommendation_id: Mapped[str] = mapped_column(sa.ForeignKey("recommendations.id", ondelete="CASCADE"),
@@ -103,6 +115,14 @@ class Event(Base):
     sku: Mapped[str] = mapped_column(sa.String(100))
     form: Mapped[str] = mapped_column(sa.String(50))
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
+    # migration 0006; NULL on older events
+    channel: Mapped[str | None] = mapped_column(sa.String(10))  # "widget" or "server", as Recommendation
+    attributed: Mapped[bool | None] = mapped_column(sa.Boolean)  # the sku was shown with the answer
+    session_id: Mapped[str | None] = mapped_column(sa.String(64))  # the widget's random token per visit
+    order_id: Mapped[str | None] = mapped_column(sa.String(100))  # purchases
+    quantity: Mapped[int | None] = mapped_column(sa.Integer)
+    revenue: Mapped[Decimal | None] = mapped_column(sa.Numeric(12, 2))
+    currency: Mapped[str | None] = mapped_column(sa.String(3))
 
 
 class Outcome(Base):

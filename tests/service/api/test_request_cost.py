@@ -136,11 +136,11 @@ def test_a_batch_over_the_cost_ceiling_is_refused_before_any_work(cost_app):
     keys = stocked(app, random_catalog(random.Random(2), 40))
     client = app.test_client()
     key = {"X-API-Key": keys["secret_key"]}
-    from formwise.service.store import queries as storage
+    from formwise.service.store import attribution
 
     refused = client.post("/v1/recommendations/batch", json=batch(100, 20), headers=key)  # 100 x 20 x 6
     with app.app_context():
-        assert storage.conversion_counts(keys["shop_id"])["recommendations"] == 0  # nothing was answered
+        assert attribution.conversion_rows(keys["shop_id"])["answers"] == []  # nothing was answered
     assert refused.status_code == 413 and refused.mimetype == "application/problem+json"
     body = refused.get_json()
     assert "12,000 work units" in body["detail"] and "the ceiling is 6,000" in body["detail"]

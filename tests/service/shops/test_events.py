@@ -1,5 +1,6 @@
-"""Attribution: answer ids stored with shop and time (never the profile), shop events, and
-the conversion report, on SQLite and PostgreSQL."""
+"""Attribution: answer ids stored with shop, channel, time and the skus shown (never the
+profile), and shop events, on SQLite and PostgreSQL. The figures made from them are tested
+in test_reports.py."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from formwise.service.cli.main import main
 from formwise.service.shops import keys as shops
-from formwise.service.store import queries as storage
+from formwise.service.store import attribution
 from formwise.service.store.database import engine_of
 
 ORIGIN = "https://events.example"
@@ -61,8 +61,10 @@ def test_answer_ids_are_stored_with_shop_and_time_and_nothing_of_the_profile(db_
     with engine_of(db_app).connect() as connection:
         row = connection.execute(sa.text("SELECT * FROM recommendations WHERE id = :id"),
                                  {"id": answer["recommendation_id"]}).mappings().one()
-    assert set(row) == {"id", "shop_id", "created_at"}
-    assert row["shop_id"] == shop["shop_id"] and row["created_at"] is not None
+    assert set(row) == {"id", "shop_id", "created_at", "channel", "shown_skus"}
+    assert row["shop_id"] == shop["shop_id"] and row["created_at"] is not None and row["channel"] == "widget"
+    shown = {product["sku"] for item in answer["recommendations"] for product in item["products"]}
+    assert shown and set(row["shown_skus"].split()) == shown
     everything = dump_database(db_app)
     assert answer["recommendation_id"] in everything
     for word in PROFILE_WORDS:
@@ -72,7 +74,7 @@ def test_answer_ids_are_stored_with_shop_and_time_and_nothing_of_the_profile(db_
 def test_answers_without_a_key_are_not_stored(db_app, shop):
     answer = recommend(db_app.test_client(), {})
     with db_app.app_context():
-        assert storage.recommendation_shop(answer["recommendation_id"]) == (False, None)
+        assert attribution.recommendation_shop(answer["recommendation_id"]) == (False, None)
 
 
 def test_batch_answers_are_stored_too(db_app, shop):
@@ -80,7 +82,7 @@ def test_batch_answers_are_stored_too(db_app, shop):
     response = db_app.test_client().post("/v1/recommendations/batch", json={"items": items}, headers=browser(shop))
     with db_app.app_context():
         for result in response.get_json()["results"]:
-            assert storage.recommendation_shop(result["output"]["recommendation_id"]) == (True, shop["shop_id"])
+            assert attribution.recommendation_shop(result["output"]["recommendation_id"]) == (True, shop["shop_id"])
 
 
 def test_events_are_recorded_with_the_products_form(db_app, shop):
@@ -100,7 +102,7 @@ def test_events_are_recorded_with_the_products_form(db_app, shop):
 def test_purchases_count_only_from_the_shops_server(db_app, shop):
     client = db_app.test_client()
     answer = recommend(client, browser(shop), {"age": 40})
-    event = {"type": "purchase", "recommendation_id": answer["recommendation_id"], "sku": "GLY"}
+    event = {"type": "purchase", "recommendation_id": answer["recommendation_id"], "sku": "GLY", "order_id": "o-1"}
     refused = client.post("/v1/events", json=event, headers=browser(shop))
     assert refused.status_code == 403 and "secret key" in refused.get_json()["detail"]
     assert client.post("/v1/events", json=event, headers=server(shop)).status_code == 201
@@ -137,42 +139,3 @@ def test_events_need_a_shop_key_even_when_the_api_is_open(db_app, shop):
     response = db_app.test_client().post("/v1/events", json={"type": "view", "recommendation_id": str(uuid.uuid4()),
                                                              "sku": "GLY"})
     assert response.status_code == 401 and response.mimetype == "application/problem+json"
-
-
-def test_report_shows_conversion_by_form_and_product(db_app, database_url, runner):
-    with db_app.app_context():
-        created = shops.create_shop(f"report-{uuid.uuid4().hex[:8]}", [ORIGIN])
-    name = next(row["name"] for row in _shops(db_app) if row["shop_id"] == created["shop_id"])
-    client = db_app.test_client()
-    products = [{"sku": "A", "name": "Glycinate A", "form": "glycinate", "elemental_mg_per_unit": 100,
-                 "units_per_pack": 60, "price": 10, "currency": "EUR", "url": f"{ORIGIN}/a"},
-                {"sku": "B", "name": "Glycinate B\x1b[2J\r\nFAKE", "form": "glycinate", "elemental_mg_per_unit": 50,
-                 "units_per_pack": 60, "price": 8, "currency": "EUR", "url": f"{ORIGIN}/b"}]
-    client.put("/v1/catalog", json={"products": products}, headers=server(created))
-    events = [("A", "view"), ("A", "view"), ("A", "view"), ("A", "view"), ("A", "click"), ("A", "purchase"),
-              ("B", "view"), ("B", "view"), ("B", "click"), ("B", "add_to_cart")]
-    for sku, event_type in events:
-        rid = recommend(client, browser(created), {"age": 40})["recommendation_id"]
-        headers = server(created) if event_type == "purchase" else browser(created)
-        assert client.post("/v1/events", json={"type": event_type, "recommendation_id": rid, "sku": sku},
-                           headers=headers).status_code == 201
-    result = runner.invoke(main, ["shops", "report", name, "--json"], env={"DATABASE_URL": database_url})
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
-    assert report["recommendations"] == len(events)
-    by_product = {row["sku"]: row for row in report["by_product"]}
-    assert (by_product["A"]["view"], by_product["A"]["click"], by_product["A"]["purchase"]) == (4, 1, 1)
-    assert by_product["A"]["conversion"] == 0.25 and by_product["A"]["click_rate"] == 0.25
-    assert (by_product["B"]["click_rate"], by_product["B"]["conversion"], by_product["B"]["add_to_cart"]) == (0.5, 0, 1)
-    assert report["by_form"] == [{"form": "glycinate", "view": 6, "click": 2, "add_to_cart": 1, "purchase": 1,
-                                  "click_rate": round(2 / 6, 4), "conversion": round(1 / 6, 4)}]
-    text = runner.invoke(main, ["shops", "report", name], env={"DATABASE_URL": database_url}).output
-    assert "by form" in text and "Glycinate A" in text and "25.0%" in text
-    # a product name cannot move the cursor, clear the screen or start a line of its own
-    assert "\x1b" not in text and "\r" not in text and "\nFAKE" not in text
-    assert "Glycinate B\\u001b[2J\\u000d\\u000aFAKE" in text
-
-
-def _shops(app):
-    with app.app_context():
-        return storage.list_shops()

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from formwise.service.cli.main import main
 from formwise.service.shops import keys as shops
+from formwise.service.store import attribution
 from formwise.service.store import queries as storage
 from formwise.service.store.database import engine_of
 
@@ -51,8 +52,8 @@ def test_prune_deletes_what_is_older_than_the_period_and_keeps_the_rest(db_app, 
     assert (deleted["recommendations"], deleted["events"], deleted["outcomes"]) == (2, 2, 2)
     assert deleted["cds_cards"] >= 1
     with db_app.app_context():
-        assert storage.recommendation_shop(ids[2]) == (True, shop["shop_id"])
-        assert storage.recommendation_shop(ids[0])[0] is False
+        assert attribution.recommendation_shop(ids[2]) == (True, shop["shop_id"])
+        assert attribution.recommendation_shop(ids[0])[0] is False
         assert {item["recommendation_id"] for item in storage.list_outcomes()} >= {ids[2]}
         assert ids[0] not in {item["recommendation_id"] for item in storage.list_outcomes()}
         assert storage.card_suggestions(kept_card, 0) == []
