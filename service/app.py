@@ -99,7 +99,10 @@ def create_app(test_config: dict | None = None, *, parts: tuple[str, ...] = PART
 
     from formwise.models.knowledge.loading import load_knowledge_base
     from formwise.models.recommender import Recommender
+    from formwise.service.ops.observability import configure_logging
 
+    # the log first: loading the engine may compile its scoring loop, and says so there
+    configure_logging(settings["FORMWISE_LOG_LEVEL"], settings["FORMWISE_LOG_FLUSH_SECONDS"])
     folder = settings["FORMWISE_KNOWLEDGE_BASE_DIR"]
     knowledge_base = load_knowledge_base(folder=folder) if folder else load_knowledge_base()
     app.extensions["formwise"] = app.config.get("RECOMMENDER") or Recommender(knowledge_base)

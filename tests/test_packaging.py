@@ -42,7 +42,7 @@ INSTALLED_CHECK = """
 import json, sys, tempfile
 sys.path[:0] = [{site!r}, {dependencies!r}]
 import formwise.service, formwise.models, formwise.data
-from formwise.service.app import create_app
+from formwise.service.app import create_app, instance_folder
 from formwise.service.cli.main import main
 app = create_app({{"TESTING": True, "FORMWISE_DATA_DIR": tempfile.mkdtemp()}})
 client = app.test_client()
@@ -53,7 +53,8 @@ workers = [getattr(importlib.import_module(path.rsplit(".", 1)[0]), path.rsplit(
            for path in WORKER_CLASSES.values()]
 from formwise.service.wsgi import app as served  # what ``formwise serve`` hands gunicorn
 print(json.dumps({{
-    "workers": workers, "served": type(served).__name__,
+    "workers": workers, "served": type(served).__name__, "prefix": sys.prefix,
+    "instance": str(instance_folder()), "commands_instance": create_app(parts=()).instance_path,
     "files": [formwise.service.__file__, formwise.models.__file__, formwise.data.__file__],
     "answer": answer.status_code, "model_version": answer.get_json()["model_version"],
     "widget": client.get("/widget.js").status_code, "demo": client.get("/demo").status_code,
@@ -112,6 +113,9 @@ def test_the_installed_copy_answers_without_the_source_tree(wheel, tmp_path):
     assert result["model_version"].startswith("pairwise-")  # the shipped artifact, read from the wheel
     assert sorted(result["workers"]) == ["ProblemGeventWorker", "ProblemSyncWorker"]
     assert result["served"] == "FormwiseFlask"
+    # installed, the server and the commands keep the embedded database in one place
+    installed_instance = str(Path(result["prefix"]) / "var" / "formwise-instance")
+    assert result["instance"] == result["commands_instance"] == installed_instance
     # numba's cache of the compiled kernel lives beside the installed source
     assert list((site / "formwise" / "models" / "engine" / "__pycache__").glob("kernel.*.nbi"))
     assert {key: result[key] for key in ("answer", "widget", "demo", "docs", "handout")} == dict.fromkeys(

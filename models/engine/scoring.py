@@ -17,6 +17,8 @@ that loop; nothing in the weights (hand-set or learned) can undo them.
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +29,9 @@ from formwise.models.engine.kernel import ScoringTables, pack_tables, score_prof
 from formwise.models.engine.medicines import MedicineIndex
 from formwise.models.knowledge import vocabulary as vocab
 from formwise.models.knowledge.base import FEATURE_NAMES, KnowledgeBase
+
+log = logging.getLogger("formwise.engine")
+_loop_ready = False  # the scoring loop has been compiled or loaded in this process
 
 SEVERITY_RANK = {name: i for i, name in enumerate(vocab.SEVERITIES)}
 CAVEAT_COLUMN = {code: i for i, code in enumerate(vocab.ANSWER_CAVEATS)}
@@ -343,8 +348,21 @@ class Engine:
     def _compile_loops(self) -> None:
         """Compile the scoring loop of models/engine/kernel.py (or load it from numba's cache) now, at
         start-up: under gunicorn that is once in the master before it forks, instead of in
-        every worker's first request. (The feature loop ran already, for the key tables.)"""
+        every worker's first request. (The feature loop ran already, for the key tables.)
+        The first time in a process it says so in the log, and how long it took: a first
+        start on a machine compiles for several seconds with nothing else to show."""
+        global _loop_ready
+        if _loop_ready:
+            self.score(ProfileBatch.empty(0, len(self.form_ids), keep_names=False))
+            return
+        log.info("preparing the scoring loop: compiled on the first start on a machine (up to a minute), "
+                 "loaded from numba's cache after (%s)", kernel.score_profiles.stats.cache_path)
+        started = time.perf_counter()
         self.score(ProfileBatch.empty(0, len(self.form_ids), keep_names=False))
+        compiled = bool(sum(kernel.score_profiles.stats.cache_misses.values()))
+        log.info("scoring loop %s in %.1f s", "compiled and cached" if compiled else "loaded from the cache",
+                 time.perf_counter() - started)
+        _loop_ready = True
 
     def _scoring_tables(self) -> ScoringTables:
         """The tables above, as the compiled scoring loop reads them."""

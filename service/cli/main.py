@@ -155,11 +155,28 @@ def serve(bind, workers):
     os.execv(gunicorn, command)
 
 
+@main.command()
+def warm():
+    """Compile the scoring loop into numba's cache now (for a container image or a fresh
+    install), so that the next `formwise serve` or command starts without compiling."""
+    import time
+
+    from formwise.models.engine import kernel
+
+    started = time.perf_counter()
+    _recommender()
+    stats = kernel.score_profiles.stats
+    compiled = bool(sum(stats.cache_misses.values()))
+    click.echo(f"scoring loop {'compiled and cached' if compiled else 'already cached'} in "
+               f"{time.perf_counter() - started:.1f} s ({stats.cache_path})")
+
+
 def _register_optional_commands():
     """Commands that live in their own modules, registered when importable."""
     import importlib
 
-    for module_name in ("formwise.service.cli.score", "formwise.service.cli.shops", "formwise.service.cli.train"):
+    for module_name in ("formwise.service.cli.score", "formwise.service.cli.shops", "formwise.service.cli.database",
+                        "formwise.service.cli.train"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:

@@ -70,7 +70,7 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
     from formwise.service.batch.formats import BatchError
 
     if scheduler and engine != "dask":
-        _fail("--scheduler needs --engine dask.", EXIT_USAGE)
+        fail("--scheduler needs --engine dask.", EXIT_USAGE)
     show_progress = not quiet and sys.stderr.isatty()
     try:
         with _terminate_cleanly():
@@ -85,23 +85,23 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
                 summary = score_file(input_path, output_path, rejects_path, chunk_size=chunk_size, limit=limit,
                                      locale=vocab.resolve_locale(locale), progress=show_progress)
     except BatchError as error:
-        _fail(str(error), error.exit_code)
+        fail(str(error), error.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted; no output was written.", EXIT_INTERRUPTED)
+        fail("interrupted; no output was written.", EXIT_INTERRUPTED)
     except Terminated:
-        _fail("terminated; no output was written.", EXIT_TERMINATED)
+        fail("terminated; no output was written.", EXIT_TERMINATED)
     except BrokenPipeError:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-        _fail("the output pipe was closed before the end.", EXIT_FAILED)
+        fail("the output pipe was closed before the end.", EXIT_FAILED)
     except (OSError, ValueError, RuntimeError) as error:
-        _fail(f"{type(error).__name__}: {error}; no output was written.", EXIT_FAILED)
+        fail(f"{type(error).__name__}: {error}; no output was written.", EXIT_FAILED)
     click.echo(summary.line(), err=output_path == STDIO)
     if summary.rows_rejected:
         click.echo(f"rejected rows: {summary.rejects_path or 'standard error'}", err=True)
 
 
-def _fail(message: str, code: int):
+def fail(message: str, code: int):
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 

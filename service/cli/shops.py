@@ -1,127 +1,17 @@
-"""``formwise shops ...``, ``formwise catalog upload`` and ``formwise db upgrade``: what a shop
-operator runs to set a shop up, rotate its keys, load its products and read its report.
+"""``formwise shops ...`` and ``formwise catalog upload``: what a shop operator runs to set a
+shop up, issue, rotate and revoke its keys, rename or delete it, load its products and read
+its report.
 
 They work on the database the server uses (``DATABASE_URL``, else the SQLite file in
 ``FORMWISE_DATA_DIR`` or the instance folder), so run them with the same environment."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import sys
 from pathlib import Path
 
 import click
 
-
-def database_app():
-    """The app with only the settings and the database: these commands need no engine."""
-    from formwise.service.app import DATABASE_PARTS, create_app
-
-    return create_app(parts=DATABASE_PARTS)
-
-
-@contextlib.contextmanager
-def _app_context():
-    from formwise.service.store.database import engine_of
-
-    try:
-        app = database_app()
-    except ValueError as error:  # a bad setting, named in the message
-        _fail(str(error))
-    try:
-        with app.app_context():
-            yield app
-    finally:
-        engine_of(app).dispose()
-
-
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def _print_json(value) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
-
-
-# ---- formwise db ------------------------------------------------------------------------
-
-
-@click.group()
-def db():
-    """The service's database (shops, keys, catalogs, attribution)."""
-
-
-@db.command("upgrade")
-def db_upgrade():
-    """Create or migrate the database schema to the newest version (the server also does
-    this on its first start)."""
-    from formwise.service.app import create_app
-    from formwise.service.store import database
-
-    app = create_app(parts=())  # the settings alone: the schema is migrated below, not at start
-    url = database.database_url_for(app)
-    engine = database.make_engine(url)
-    before = database.current_revision(engine)
-    after = database.upgrade(engine)
-    where = engine.url.render_as_string(hide_password=True)
-    if before == after:
-        click.echo(f"{where}: already at revision {after}")
-    else:
-        click.echo(f"{where}: migrated from {before or 'an empty database'} to revision {after}")
-    engine.dispose()
-
-
-@db.command("prune")
-@click.option("--days", type=click.IntRange(min=1), default=None,
-              help="Keep this many days (default FORMWISE_RETENTION_DAYS, else 90).")
-@click.option("--json", "as_json", is_flag=True)
-def db_prune(days, as_json):
-    """Delete stored answer ids, events, outcomes and CDS feedback older than the retention
-    period, and expired CDS cards and token ids (run it daily, e.g. from cron)."""
-    import datetime as dt
-    import time
-
-    from formwise.service.store import queries as storage
-
-    with _app_context():
-        days = days or storage.retention_days()
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-        deleted = storage.prune(cutoff, time.time())
-    if as_json:
-        _print_json({"kept_days": days, "deleted": deleted})
-        return
-    click.echo(f"Kept the last {days} days; deleted " + ", ".join(f"{count} {name}" for name, count in deleted.items())
-               + ".")
-
-
-@click.command("audit")
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True, help="How far back.")
-@click.option("--action", default=None, help="Only this action (shop.created, key.revoked, origin.added, "
-                                            "origin.removed, catalog.replaced, cds.call).")
-@click.option("--json", "as_json", is_flag=True)
-def audit(days, action, as_json):
-    """Who changed shops' keys, origins and catalogs, and which CDS clients called, newest
-    first."""
-    import datetime as dt
-
-    from formwise.service.store import queries as storage
-
-    if action is not None and action not in storage.AUDIT_ACTIONS:  # the list lives once, in storage
-        _fail(f"--action must be one of {', '.join(storage.AUDIT_ACTIONS)}, not {action!r}")
-    with _app_context():
-        entries = storage.list_audit(since=dt.datetime.now(dt.UTC) - dt.timedelta(days=days), action=action)
-    if as_json:
-        _print_json(entries)
-        return
-    if not entries:
-        click.echo(f"No audit entries in the last {days} days.")
-    for entry in entries:
-        details = " ".join(f"{key}={value}" for key, value in entry["details"].items())
-        click.echo(printable(f"{entry['at'][:19]}  {entry['action']:<17} {entry['subject']}  by {entry['actor']}"
-                             f"  {details}"))
-
+from formwise.service.cli.common import app_context, fail, print_json, printable
 
 # ---- formwise shops ---------------------------------------------------------------------
 
@@ -140,13 +30,13 @@ def create(name, origins, as_json):
     """Create a shop and print its keys: shown this once, stored only as hashes."""
     from formwise.service.shops import keys as shop_keys
 
-    with _app_context():
+    with app_context():
         try:
             created = shop_keys.create_shop(name, list(origins))
         except ValueError as error:
-            _fail(str(error))
+            fail(str(error))
     if as_json:
-        _print_json({key: created[key] for key in ("shop_id", "publishable_key", "secret_key")})
+        print_json({key: created[key] for key in ("shop_id", "publishable_key", "secret_key")})
         return
     click.echo(f"Created shop '{created['name']}' (id {created['shop_id']}) for {', '.join(created['origins'])}.")
     click.echo(f"Publishable key (for your web pages): {created['publishable_key']}")
@@ -160,10 +50,10 @@ def list_command(as_json):
     """List shops with their origins, keys (by prefix) and product counts."""
     from formwise.service.store import queries as storage
 
-    with _app_context():
+    with app_context():
         rows = storage.list_shops()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         click.echo("No shops yet: formwise shops create NAME --origin https://shop.example")
@@ -171,8 +61,9 @@ def list_command(as_json):
         click.echo(f"{row['name']} (id {row['shop_id']}), {row['products']} products")
         click.echo(f"  origins: {', '.join(row['origins']) or '(none)'}")
         for key in row["keys"]:
-            state = "active" if key["active"] else "revoked"
-            click.echo(f"  {key['kind']:<12} {key['prefix']}...  {state}")
+            expiry = f"  until {key['expires_at'][:16]}" if key["expires_at"] and key["state"] == "active" else ""
+            label = printable(key["name"] or "")
+            click.echo(f"  {key['kind']:<12} {key['prefix']}...  {key['state']}{expiry}  {label}")
 
 
 @shops.command("add-origin")
@@ -183,14 +74,14 @@ def add_origin(name, origin):
     from formwise.service.shops import keys as shop_keys
     from formwise.service.store import queries as storage
 
-    with _app_context():
+    with app_context():
         try:
             normalized = shop_keys.normalize_origin(origin)
             added = storage.add_origin(name, normalized)
             if added:
                 storage.record_audit("origin.added", "cli", name, {"origin": normalized})
         except (ValueError, storage.NotFoundError) as error:
-            _fail(str(error))
+            fail(str(error))
     click.echo(f"Added {normalized} to '{name}'." if added else f"'{name}' already lists {normalized}.")
 
 
@@ -202,17 +93,136 @@ def remove_origin(name, origin):
     from formwise.service.shops import keys as shop_keys
     from formwise.service.store import queries as storage
 
-    with _app_context():
+    with app_context():
         try:
             normalized = shop_keys.normalize_origin(origin)
             removed = storage.remove_origin(name, normalized)
             if removed:
                 storage.record_audit("origin.removed", "cli", name, {"origin": normalized})
         except (ValueError, storage.NotFoundError) as error:
-            _fail(str(error))
+            fail(str(error))
     if not removed:
-        _fail(f"'{name}' does not list {normalized}.")
+        fail(f"'{name}' does not list {normalized}.")
     click.echo(f"Removed {normalized} from '{name}'.")
+
+
+UTC_MOMENT = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"])
+
+
+def _utc(moment):
+    """A date or a date and time given on the command line, read as UTC (a bare date: its start)."""
+    import datetime as dt
+
+    return None if moment is None else moment.replace(tzinfo=dt.UTC)
+
+
+@shops.command("keys")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def keys_command(name, as_json):
+    """List NAME's keys: kind, prefix, name, state, created, last used (to the hour), expiry."""
+    from formwise.service.store import queries as storage
+
+    with app_context():
+        try:
+            rows = storage.shop_keys(name)
+        except storage.NotFoundError as error:
+            fail(str(error))
+    if as_json:
+        print_json(rows)
+        return
+    for key in rows:
+        click.echo(f"{key['kind']:<12} {key['prefix']}...  {key['state']:<8} {printable(key['name'] or '-'):<20}"
+                   f" created {key['created_at'][:16]}  last used {(key['last_used_at'] or 'never')[:16]}"
+                   f"  expires {(key['expires_at'] or 'never')[:16]}")
+
+
+@shops.command("create-key")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["publishable", "secret"]), required=True)
+@click.option("--name", "key_name", default=None, help="What the key is for (\"checkout server\").")
+@click.option("--expires", type=UTC_MOMENT, default=None, help="When it stops working (UTC), YYYY-MM-DD[THH:MM].")
+@click.option("--json", "as_json", is_flag=True)
+def create_key(name, kind, key_name, expires, as_json):
+    """Issue one more KIND key to NAME (a shop may have several active keys of a kind)."""
+    from formwise.service.shops import keys as shop_keys
+    from formwise.service.store import queries as storage
+
+    with app_context():
+        try:
+            key = shop_keys.create_key(name, kind, key_name, _utc(expires))
+        except (ValueError, storage.NotFoundError) as error:
+            fail(str(error))
+    if as_json:
+        print_json({"key": key, "kind": kind, "name": key_name, "expires_at": _utc(expires)})
+        return
+    click.echo(f"New {kind} key for '{printable(name)}' (shown only now): {key}")
+
+
+@shops.command("rotate-key")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["publishable", "secret"]), required=True)
+@click.option("--keep-old-until", type=UTC_MOMENT, required=True,
+              help="Until when (UTC) the shop's current keys of this kind keep working, YYYY-MM-DD[THH:MM].")
+@click.option("--name", "key_name", default=None, help="A name for the new key.")
+@click.option("--json", "as_json", is_flag=True)
+def rotate_key(name, kind, keep_old_until, key_name, as_json):
+    """Issue a new KIND key to NAME; its current keys of that kind keep working until the
+    moment given (so pages and servers can switch without an outage) and stop then."""
+    from formwise.service.shops import keys as shop_keys
+    from formwise.service.store import queries as storage
+
+    until = _utc(keep_old_until)
+    with app_context():
+        try:
+            key, expiring = shop_keys.rotate_key(name, kind, until, key_name)
+        except (ValueError, storage.NotFoundError) as error:
+            fail(str(error))
+    if as_json:
+        print_json({"key": key, "kind": kind, "expiring": expiring, "until": until})
+        return
+    click.echo(f"New {kind} key for '{printable(name)}' (shown only now): {key}")
+    for prefix in expiring:
+        click.echo(f"The key {prefix}... keeps working until {until.isoformat()} and stops then.")
+
+
+@shops.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+def rename(name, new_name):
+    """Rename a shop (its keys, origins, catalog and figures stay)."""
+    from formwise.service.shops import keys as shop_keys
+    from formwise.service.store import queries as storage
+
+    with app_context():
+        try:
+            shop_keys.rename_shop(name, new_name)
+        except (ValueError, storage.NotFoundError) as error:
+            fail(str(error))
+    click.echo(f"Renamed '{printable(name)}' to '{printable(new_name.strip())}'.")
+
+
+@shops.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Confirm: the shop's keys, origins, catalog, answers and events go.")
+@click.option("--json", "as_json", is_flag=True)
+def delete(name, yes, as_json):
+    """Delete a shop and everything it stored, and say how many rows went."""
+    from formwise.service.shops import keys as shop_keys
+    from formwise.service.store import queries as storage
+
+    if not yes:
+        fail(f"This deletes '{name}' with its keys, origins, catalog, answers and events; add --yes to do it.")
+    with app_context():
+        try:
+            counted = shop_keys.delete_shop(name)
+        except storage.NotFoundError as error:
+            fail(str(error))
+    if as_json:
+        print_json({"deleted": counted})
+        return
+    click.echo(f"Deleted '{printable(name)}': " + ", ".join(f"{count} {table}" for table, count in counted.items())
+               + ".")
 
 
 @shops.command("revoke-key")
@@ -224,13 +234,13 @@ def revoke_key(key, replace, as_json):
     from formwise.service.shops import keys as shop_keys
     from formwise.service.store import queries as storage
 
-    with _app_context():
+    with app_context():
         try:
             record, new_key = shop_keys.revoke_key(key.strip(), replace=replace)
         except storage.NotFoundError as error:
-            _fail(str(error))
+            fail(str(error))
     if as_json:
-        _print_json({"shop_id": record.shop_id, "revoked": record.prefix, "kind": record.kind, "new_key": new_key})
+        print_json({"shop_id": record.shop_id, "revoked": record.prefix, "kind": record.kind, "new_key": new_key})
         return
     click.echo(f"Revoked the {record.kind} key {record.prefix}... of '{record.shop_name}'.")
     if new_key:
@@ -239,12 +249,6 @@ def revoke_key(key, replace, as_json):
 
 def _rate_text(rate) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
-
-
-def printable(text) -> str:
-    """Text a shop wrote (a product name, a SKU), safe on a terminal: control characters
-    (CR, LF, escape sequences) are shown as \\uXXXX instead of acting."""
-    return "".join(char if char.isprintable() else f"\\u{ord(char):04x}" for char in str(text))
 
 
 @shops.command("report")
@@ -259,14 +263,14 @@ def report(name, start, end, group, as_json):
     from formwise.service.shops.reports import conversion_report
     from formwise.service.store import queries as storage
 
-    with _app_context():
+    with app_context():
         try:
             result = conversion_report(storage.shop_id_by_name(name), start and start.date(), end and end.date(),
                                        group)
         except storage.NotFoundError as error:
-            _fail(str(error))
+            fail(str(error))
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     header = (f"{'views':>7}{'clicks':>8}{'carts':>7}{'orders':>8}{'units':>7}{'click rate':>12}{'conversion':>12}"
               "  revenue")
@@ -314,24 +318,24 @@ def upload(shop, path, as_json):
     media_types = {".csv": "text/csv", ".json": "application/json"}
     media_type = media_types.get(path.suffix.lower())
     if media_type is None:
-        _fail(f"{path.name}: use a .csv or .json file.")
-    with _app_context():
+        fail(f"{path.name}: use a .csv or .json file.")
+    with app_context():
         try:
             shop_id = storage.shop_id_by_name(shop)
             summary = shop_catalog.store_catalog(shop_id, shop_catalog.read_upload(path.read_bytes(), media_type))
         except (storage.NotFoundError, shop_catalog.CatalogError) as error:
-            _fail(str(error))
+            fail(str(error))
     if as_json:
-        _print_json({"shop": shop, **summary})
+        print_json({"shop": shop, **summary})
     else:
         for error in summary["errors"]:
             click.echo(f"row {error['row']}, {error['field']}: {error['message']}", err=True)
         click.echo(f"rows_in {summary['rows_in']}, products_stored {summary['products_stored']}, "
                    f"rows_rejected {summary['rows_rejected']}")
     if summary["rows_in"] and not summary["products_stored"]:
-        _fail("every row was rejected; the catalog is unchanged.")
+        fail("every row was rejected; the catalog is unchanged.")
 
 
 def register(main: click.Group) -> None:
-    for group in (db, shops, catalog, audit):
+    for group in (shops, catalog):
         main.add_command(group)

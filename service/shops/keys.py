@@ -13,6 +13,7 @@ registered; the response to the real call then allows only the key's own origins
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -32,6 +33,8 @@ KEY_RANDOM_BYTES = 32
 # How much of a key ``shops list`` shows and ``shops revoke-key`` accepts to name it.
 DISPLAY_PREFIX_LENGTH = 11
 PREFLIGHT_MAX_AGE_SECONDS = 600
+# How fresh a key's last-used time is kept: a write per key an hour, not one per request.
+LAST_USED_RESOLUTION = dt.timedelta(hours=1)
 ALLOWED_METHODS = "GET, POST"
 ALLOWED_HEADERS = f"Content-Type, {KEY_HEADER}"
 EXPOSED_HEADERS = "Content-Language, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
@@ -105,11 +108,68 @@ def create_shop(name: str, origins: list[str], actor: str = "cli") -> dict:
             "publishable_key": publishable_key, "secret_key": secret_key}
 
 
-def issue_key(shop_id: int, kind: str) -> str:
+def issue_key(shop_id: int, kind: str, name: str | None = None, expires_at: dt.datetime | None = None) -> str:
     """A new key of this kind for the shop, returned once."""
     key, (kind, prefix, key_hash) = _key_row(kind)
-    storage.add_key(shop_id, kind, prefix, key_hash)
+    storage.add_key(shop_id, kind, prefix, key_hash, name=name, expires_at=expires_at)
     return key
+
+
+def create_key(shop_name: str, kind: str, name: str | None = None, expires_at: dt.datetime | None = None,
+               actor: str = "cli") -> str:
+    """One more active key of this kind (a shop may have several: one per server or site)."""
+    _check_key_options(kind, name, expires_at)
+    shop_id = storage.shop_id_by_name(shop_name)
+    key = issue_key(shop_id, kind, name, expires_at)
+    storage.record_audit("key.created", actor, shop_name, {
+        "kind": kind, "prefix": display_prefix(key), "name": name,
+        "expires_at": None if expires_at is None else expires_at.isoformat()})
+    return key
+
+
+def rotate_key(shop_name: str, kind: str, keep_old_until: dt.datetime, name: str | None = None,
+               actor: str = "cli") -> tuple[str, list[str]]:
+    """A new key of this kind; the shop's other keys of that kind keep working until
+    ``keep_old_until`` (pages cached with them go on working) and not after. Returns the new
+    key (shown once) and the prefixes of the keys that now expire."""
+    _check_key_options(kind, name, None)
+    now = dt.datetime.now(dt.UTC)
+    if keep_old_until.tzinfo is None:
+        raise ValueError("Give the moment the old keys stop with its time zone (UTC is assumed by the command).")
+    if keep_old_until < now:
+        raise ValueError(f"The old keys cannot stop in the past ({keep_old_until.isoformat()}); "
+                         "to stop a key at once, use revoke-key.")
+    shop_id = storage.shop_id_by_name(shop_name)
+    key = issue_key(shop_id, kind, name)
+    expiring = storage.expire_keys(shop_id, kind, keep_old_until, keep=hash_key(key))
+    storage.record_audit("key.rotated", actor, shop_name, {
+        "kind": kind, "new": display_prefix(key), "expiring": expiring, "until": keep_old_until.isoformat()})
+    return key, expiring
+
+
+def rename_shop(old_name: str, new_name: str, actor: str = "cli") -> None:
+    new_name = new_name.strip()
+    if not 1 <= len(new_name) <= 100:
+        raise ValueError("The shop name must be 1 to 100 characters.")
+    shop_id = storage.rename_shop(old_name, new_name)
+    storage.record_audit("shop.renamed", actor, new_name, {"shop_id": shop_id, "from": old_name})
+
+
+def delete_shop(name: str, actor: str = "cli") -> dict[str, int]:
+    """Deletes the shop and everything it stored (keys, origins, catalog, answers, events);
+    returns the rows deleted per table. The audit log keeps that it happened."""
+    counted = storage.delete_shop(name)
+    storage.record_audit("shop.deleted", actor, name, {"rows": counted})
+    return counted
+
+
+def _check_key_options(kind: str, name: str | None, expires_at: dt.datetime | None) -> None:
+    if kind not in KEY_PREFIXES:
+        raise ValueError(f"The kind must be one of: {', '.join(KEY_PREFIXES)}.")
+    if name is not None and not 1 <= len(name.strip()) <= 100:
+        raise ValueError("A key's name must be 1 to 100 characters.")
+    if expires_at is not None and expires_at <= dt.datetime.now(dt.UTC):
+        raise ValueError(f"The expiry {expires_at.isoformat()} is not in the future.")
 
 
 def revoke_key(key_or_prefix: str, replace: bool = False, actor: str = "cli") -> tuple[storage.KeyRecord, str | None]:
@@ -204,6 +264,11 @@ def authenticate():
         return _unauthorized(f"The {KEY_HEADER} key is not known.")
     if record.revoked:
         return _unauthorized(f"The {KEY_HEADER} key {record.prefix}... has been revoked.")
+    now = dt.datetime.now(dt.UTC)
+    if record.expired(now):
+        return _unauthorized(f"The {KEY_HEADER} key {record.prefix}... expired at {record.expires_at.isoformat()}.")
+    if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
+        storage.touch_key(record.key_id, now)  # at most one write a key an hour (each worker reads it back)
     origin = current.headers.get("Origin")
     if record.kind == "publishable":
         if origin is None:
@@ -245,7 +310,8 @@ def add_cors_headers(response):
         return response
     record = g.get("_formwise_key")
     allowed = (
-        record is not None and not record.revoked and record.kind == "publishable" and origin in record.origins
+        record is not None and not record.revoked and not record.expired(dt.datetime.now(dt.UTC))
+        and record.kind == "publishable" and origin in record.origins
     ) or (response.status_code >= 400 and storage.origin_registered(origin))
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = origin

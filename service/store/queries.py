@@ -55,6 +55,11 @@ class KeyRecord:
     shop_id: int
     shop_name: str
     origins: tuple[str, ...]
+    expires_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
 def add_shop(name: str, origins: list[str], keys: list[tuple[str, str, str]]) -> int:
@@ -83,7 +88,8 @@ def shop_id_by_name(name: str) -> int:
 
 
 def list_shops() -> list[dict]:
-    """Every shop with its origins, keys (prefix, kind, revoked or not) and product count."""
+    """Every shop with its origins, keys (see shop_keys) and product count."""
+    now = utc_now()
     with session_scope() as session:
         counts = dict(session.execute(sa.select(Product.shop_id, sa.func.count()).group_by(Product.shop_id)).all())
         shops = session.scalars(sa.select(Shop).order_by(Shop.name)).all()
@@ -93,8 +99,7 @@ def list_shops() -> list[dict]:
                 "name": shop.name,
                 "created_at": shop.created_at.isoformat(),
                 "origins": [item.origin for item in shop.origins],
-                "keys": [{"prefix": key.prefix, "kind": key.kind, "active": key.revoked_at is None,
-                          "created_at": key.created_at.isoformat()} for key in shop.keys],
+                "keys": [_key_dict(key, now) for key in shop.keys],
                 "products": counts.get(shop.id, 0),
             }
             for shop in shops
@@ -122,9 +127,71 @@ def remove_origin(shop_name: str, origin: str) -> bool:
         return False
 
 
-def add_key(shop_id: int, kind: str, prefix: str, key_hash: str) -> None:
+def add_key(shop_id: int, kind: str, prefix: str, key_hash: str, name: str | None = None,
+            expires_at: dt.datetime | None = None) -> None:
     with session_scope() as session:
-        session.add(ApiKey(shop_id=shop_id, kind=kind, prefix=prefix, key_hash=key_hash))
+        session.add(ApiKey(shop_id=shop_id, kind=kind, prefix=prefix, key_hash=key_hash, name=name,
+                           expires_at=expires_at))
+
+
+def expire_keys(shop_id: int, kind: str, until: dt.datetime, keep: str) -> list[str]:
+    """Every key of this kind of the shop that is still in use (not revoked, not expiring
+    earlier) stops at ``until``, except the one with hash ``keep``; returns their prefixes."""
+    with session_scope() as session:
+        keys = session.scalars(sa.select(ApiKey).where(
+            ApiKey.shop_id == shop_id, ApiKey.kind == kind, ApiKey.revoked_at.is_(None), ApiKey.key_hash != keep,
+            sa.or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > until))).all()
+        for key in keys:
+            key.expires_at = until
+        return [key.prefix for key in keys]
+
+
+def touch_key(key_id: int, now: dt.datetime) -> None:
+    """Records that the key was used (the caller writes at most once an hour per key)."""
+    with connection_scope() as connection:
+        connection.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+def shop_keys(shop_name: str) -> list[dict]:
+    """The shop's keys: name, kind, prefix, created, last used, expiry and state."""
+    now = utc_now()
+    with session_scope() as session:
+        shop = _shop_by_name(session, shop_name)
+        return [_key_dict(key, now) for key in shop.keys]
+
+
+def _key_dict(key: ApiKey, now: dt.datetime) -> dict:
+    expires = _aware(key.expires_at) if key.expires_at is not None else None
+    expired = expires is not None and now >= expires
+    state = "revoked" if key.revoked_at is not None else "expired" if expired else "active"
+    return {"prefix": key.prefix, "kind": key.kind, "name": key.name, "state": state, "active": state == "active",
+            "created_at": _aware(key.created_at).isoformat(),
+            "last_used_at": None if key.last_used_at is None else _aware(key.last_used_at).isoformat(),
+            "expires_at": None if expires is None else expires.isoformat()}
+
+
+def rename_shop(old_name: str, new_name: str) -> int:
+    """Renames a shop; returns its id. Raises ValueError when the new name is taken."""
+    with session_scope() as session:
+        shop = _shop_by_name(session, old_name)
+        if session.scalar(sa.select(Shop.id).where(Shop.name == new_name)) is not None:
+            raise ValueError(f"A shop named '{new_name}' already exists.")
+        shop.name = new_name
+        return shop.id
+
+
+def delete_shop(name: str) -> dict[str, int]:
+    """Deletes a shop with its keys, origins, catalog, answers and events; its outcomes stay
+    (they hold no shop data) without the shop. Returns how many rows went from each table."""
+    with session_scope() as session:
+        shop_id = _shop_by_name(session, name).id
+        counted = {}
+        for table in (Event, Recommendation, Product, ApiKey, ShopOrigin):
+            counted[table.__tablename__] = session.execute(sa.delete(table).where(table.shop_id == shop_id)).rowcount
+        session.execute(sa.update(Outcome).where(Outcome.shop_id == shop_id).values(shop_id=None))
+        session.execute(sa.delete(Shop).where(Shop.id == shop_id))
+        counted["shops"] = 1
+        return counted
 
 
 def revoke_key(key_hash: str | None = None, prefix: str | None = None) -> KeyRecord:
@@ -153,7 +220,7 @@ def _key_record(session, key: ApiKey) -> KeyRecord:
 # The key with its shop and the shop's origins, one row per origin (or one with NULL).
 _FIND_KEY = (
     sa.select(ApiKey.id, ApiKey.kind, ApiKey.prefix, ApiKey.key_hash, ApiKey.revoked_at, Shop.id, Shop.name,
-              ShopOrigin.origin)
+              ShopOrigin.origin, ApiKey.expires_at, ApiKey.last_used_at)
     .join(Shop, Shop.id == ApiKey.shop_id)
     .outerjoin(ShopOrigin, ShopOrigin.shop_id == Shop.id)
     .where(ApiKey.key_hash == sa.bindparam("key_hash"))
@@ -168,10 +235,12 @@ def find_key(key_hash: str) -> KeyRecord | None:
         rows = connection.execute(_FIND_KEY, {"key_hash": key_hash}).all()
     if not rows:
         return None
-    key_id, kind, prefix, stored_hash, revoked_at, shop_id, shop_name, _ = rows[0]
+    key_id, kind, prefix, stored_hash, revoked_at, shop_id, shop_name, _, expires_at, last_used_at = rows[0]
     return KeyRecord(key_id=key_id, kind=kind, prefix=prefix, key_hash=stored_hash, revoked=revoked_at is not None,
                      shop_id=shop_id, shop_name=shop_name,
-                     origins=tuple(row.origin for row in rows if row.origin is not None))
+                     origins=tuple(row.origin for row in rows if row.origin is not None),
+                     expires_at=None if expires_at is None else _aware(expires_at),
+                     last_used_at=None if last_used_at is None else _aware(last_used_at))
 
 
 def origin_registered(origin: str) -> bool:
@@ -385,7 +454,8 @@ def prune(older_than: dt.datetime, now: float) -> dict[str, int]:
 
 # ---- audit log (issue 19) -----------------------------------------------------------------
 
-AUDIT_ACTIONS = ("shop.created", "key.revoked", "origin.added", "origin.removed", "catalog.replaced", "cds.call")
+AUDIT_ACTIONS = ("shop.created", "key.revoked", "origin.added", "origin.removed", "catalog.replaced", "cds.call",
+                 "key.created", "key.rotated", "shop.renamed", "shop.deleted")
 
 
 def record_audit(action: str, actor: str, subject: str, details: dict | None = None) -> None:

@@ -60,6 +60,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    # migration 0007: keys like a payments API's
+    name: Mapped[str | None] = mapped_column(sa.String(100))  # what the shop calls it ("checkout server")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))  # refused from then on
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))  # to the hour
 
 
 class Product(Base):

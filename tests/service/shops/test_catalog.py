@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from formwise.models.knowledge.loading import default_knowledge_base
 from formwise.service.cli.main import main
 from formwise.service.shops import keys as shops
+from formwise.service.store import queries as storage
+from tests.conftest import PROJECT_ROOT
 from tests.models.profiles import profiles
 
 FORM_IDS = default_knowledge_base().form_ids
@@ -240,3 +242,21 @@ def test_catalog_upload_command(db_app, database_url, runner, tmp_path):
     assert result.exit_code == 1 and "unchanged" in result.output
     result = runner.invoke(main, ["catalog", "upload", "no-such-shop", str(good)], env={"DATABASE_URL": database_url})
     assert result.exit_code == 1 and "No shop named" in result.output
+
+
+def test_the_example_catalog_uploads_whole_with_its_images_and_cart_links(db_app):
+    """examples/catalog.csv is what the README has a new shop upload: every row must be good."""
+    shop = make_shop(db_app)
+    text = (PROJECT_ROOT / "examples" / "catalog.csv").read_text(encoding="utf-8")
+    response = db_app.test_client().put("/v1/catalog", data=text, content_type="text/csv",
+                                        headers={"X-API-Key": shop["secret_key"]})
+    body = response.get_json()
+    assert response.status_code == 200 and body["rows_rejected"] == 0, body
+    with db_app.app_context():
+        products = storage.list_products(shop["shop_id"])
+    assert len(products) == body["products_stored"] == text.count("\n") - 1
+    assert any(product["image_url"] and product["cart_url"] for product in products)
+    assert any(product["image_url"] is None for product in products)  # the columns are optional per row
+    for product in products:
+        if product["image_url"]:
+            assert (PROJECT_ROOT / "examples" / product["image_url"].split(":8080/", 1)[1]).is_file()
