@@ -36,6 +36,7 @@ PARTS = (
     "formwise.service.shops.catalog",
     "formwise.service.shops.events",
     "formwise.service.shops.reports",
+    "formwise.service.shops.dashboard",
     "formwise.service.api.feedback",  # after the database: the answer-id secret may live there
     "formwise.service.shops.widget",
     "formwise.service.ops.observability",  # after the parts that hook into requests: its WSGI layer wraps the app

@@ -251,6 +251,29 @@ def _rate_text(rate) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
+@shops.command("dashboard")
+@click.argument("name")
+@click.option("--hours", type=click.FloatRange(min=0.01, max=24 * 7), default=8, show_default=True,
+              help="How long the link works.")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True,
+              help="Where the service is reached from the shop's browser.")
+def dashboard(name, hours, base_url):
+    """Print a short-lived link that opens NAME's dashboard (no key needed in the browser)."""
+    import datetime as dt
+
+    from formwise.service.shops.dashboard import issue_token
+    from formwise.service.store import queries as storage
+
+    with app_context():
+        try:
+            token, expires = issue_token(storage.shop_id_by_name(name), hours)
+        except storage.NotFoundError as error:
+            fail(str(error))
+    until = dt.datetime.fromtimestamp(expires, dt.UTC).isoformat(timespec="minutes")
+    click.echo(f"{base_url.rstrip('/')}/dashboard#token={token}")
+    click.echo(f"(works until {until}; anyone with the link sees the shop's figures)", err=True)
+
+
 @shops.command("report")
 @click.argument("name")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day (UTC), YYYY-MM-DD.")
@@ -265,8 +288,8 @@ def report(name, start, end, group, as_json):
 
     with app_context():
         try:
-            result = conversion_report(storage.shop_id_by_name(name), start and start.date(), end and end.date(),
-                                       group)
+            result = {"shop": name, **conversion_report(storage.shop_id_by_name(name), start and start.date(),
+                                                        end and end.date(), group)}
         except storage.NotFoundError as error:
             fail(str(error))
     if as_json:

@@ -27,6 +27,9 @@ from formwise.service.settings import settings_of
 from formwise.service.store import queries as storage
 
 KEY_HEADER = "X-API-Key"
+DASHBOARD_TOKEN_HEADER = "X-Dashboard-Token"
+DASHBOARD_KIND = "dashboard"  # ShopIdentity.key_kind of a request signed in with a dashboard token
+REPORTS_PATH = "/v1/reports/"
 REQUIRE_KEY_SETTING = "FORMWISE_REQUIRE_API_KEY"
 KEY_PREFIXES = {"publishable": "pk_", "secret": "sk_"}
 KEY_RANDOM_BYTES = 32
@@ -255,6 +258,8 @@ def authenticate():
     if not current.path.startswith("/v1/"):
         return None
     sent = current.headers.get(KEY_HEADER)
+    if sent is None and DASHBOARD_TOKEN_HEADER in current.headers:
+        return _dashboard_sign_in(current, state)
     if sent is None:
         if key_required(current_app):
             return _unauthorized(f"Send your shop's API key in the {KEY_HEADER} header.")
@@ -284,13 +289,28 @@ def authenticate():
     return None
 
 
+def _dashboard_sign_in(current: Request, state):
+    """A dashboard token (formwise.service.shops.dashboard) opens the shop's reports, and only them."""
+    from formwise.service.shops.dashboard import read_token
+
+    if current.method != "GET" or not current.path.startswith(REPORTS_PATH):
+        return _forbidden(f"A dashboard token opens only GET {REPORTS_PATH}...; send an API key for the rest.")
+    grant = read_token(current.headers[DASHBOARD_TOKEN_HEADER])
+    name = None if grant is None else storage.shop_name(grant.shop_id)
+    if name is None:
+        return _unauthorized("The dashboard link has expired or is not valid: sign in again, or ask for a new "
+                             "link with `formwise shops dashboard SHOP`.")
+    state.shop = ShopIdentity(id=grant.shop_id, name=name, key_kind=DASHBOARD_KIND)
+    return None
+
+
 def require_shop(kind: str | None = None):
     """For endpoints that belong to a shop: a problem unless the request carries a valid key
     (of ``kind`` when given), else None."""
     shop = current_shop()
     if shop is None:
         return _unauthorized(f"This endpoint belongs to a shop: send its API key in the {KEY_HEADER} header.")
-    if kind is not None and shop.key_kind != kind:
+    if kind is not None and shop.key_kind != kind and not (kind == "secret" and shop.key_kind == DASHBOARD_KIND):
         return _forbidden(f"This endpoint needs the shop's {kind} key (it starts with {KEY_PREFIXES[kind]}).")
     return None
 

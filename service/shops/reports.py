@@ -154,7 +154,8 @@ class Conversions(MethodView):
         refused = require_shop("secret")
         if refused is not None:
             return refused
-        report = conversion_report(current_shop().id, from_, to, group)
+        shop = current_shop()
+        report = {"shop": shop.name, **conversion_report(shop.id, from_, to, group)}
         wants_csv = format == "csv" or (format is None and request.accept_mimetypes.best_match(
             ["application/json", "text/csv"]) == "text/csv")
         if wants_csv:

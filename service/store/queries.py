@@ -82,6 +82,11 @@ def _shop_by_name(session, name: str) -> Shop:
     return shop
 
 
+def shop_name(shop_id: int) -> str | None:
+    with session_scope() as session:
+        return session.scalar(sa.select(Shop.name).where(Shop.id == shop_id))
+
+
 def shop_id_by_name(name: str) -> int:
     with session_scope() as session:
         return _shop_by_name(session, name).id
