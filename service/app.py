@@ -33,6 +33,7 @@ PARTS = (
     "formwise.service.api.health",
     "formwise.service.api.handout",
     "formwise.service.api.docs_page",
+    "formwise.service.shops.experiments",  # before the catalog: a control answer lists its default product
     "formwise.service.shops.catalog",
     "formwise.service.shops.events",
     "formwise.service.shops.reports",

@@ -173,6 +173,18 @@ class TimingSchema(ma.Schema):
     text = fields.String(required=True)
 
 
+class ExperimentArmSchema(ma.Schema):
+    """Only in widget answers of a shop running an A/B experiment (docs: Web shops)."""
+
+    id = fields.UUID(required=True, metadata={"description": "The shop's experiment."})
+    arm = fields.String(required=True, validate=validate.OneOf(("ranking", "control")))
+    product = fields.String(required=True, allow_none=True,
+                            metadata={"description": "Control: the shop's default product, the one listed."})
+    safety_override = fields.Boolean(required=True, allow_none=True, metadata={
+        "description": "Control: true when the default product's form is not one recommended for this person, "
+                       "so the answer shows the ranking (the safety rules come first)."})
+
+
 class RecommendationResponseSchema(ma.Schema):
     recommendation_id = fields.UUID(required=True)
     knowledge_base_version = fields.String(required=True)
@@ -187,6 +199,7 @@ class RecommendationResponseSchema(ma.Schema):
                                          metadata={"description": "Near misses among the unrecognised names."})
     disclaimer = fields.String(required=True)
     timing = fields.Nested(TimingSchema, metadata={"description": "With options.schedule: when to take magnesium."})
+    experiment = fields.Nested(ExperimentArmSchema)
 
 
 class ProblemSchema(ma.Schema):

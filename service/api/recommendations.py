@@ -26,7 +26,8 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
     """Answers with fresh recommendation ids, and the locale they are written in.
 
     Then every registered answer hook sees the answers and each profile's ``preferences``
-    (forms to avoid, units a day), never its health fields: parts such as attribution, shop
+    (forms to avoid, units a day) with its ``goals`` (what the person wants, for a shop's
+    experiment), never its health fields (conditions, medicines, kidney function, age): parts such as attribution, shop
     catalogs and metrics add to or record them without touching this module. A hook is
     ``hook(answers, locale, preferences)`` in ``app.extensions["formwise_answer_hooks"]``."""
     locale = vocab.resolve_locale(options["locale"])
@@ -39,7 +40,8 @@ def recommend(profiles: list[dict], options: dict) -> tuple[list[dict], str]:
                for answer in answers]
     hooks = extensions.get("formwise_answer_hooks", ())
     if hooks:
-        preferences = [profile.get("preferences") or NO_PREFERENCES for profile in profiles]
+        preferences = [{**(profile.get("preferences") or NO_PREFERENCES), "goals": profile.get("goals", ())}
+                       for profile in profiles]
         for hook in hooks:
             hook(answers, locale, preferences)
     return answers, locale

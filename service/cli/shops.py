@@ -251,6 +251,51 @@ def _rate_text(rate) -> str:
     return "-" if rate is None else f"{rate * 100:.1f}%"
 
 
+@shops.command("experiment")
+@click.argument("name")
+@click.option("--control-share", type=click.FloatRange(0, 0.9, min_open=True), default=None,
+              help="The share of widget visits shown the shop's default product instead of the ranking.")
+@click.option("--default", "defaults", multiple=True, metavar="GOAL=SKU",
+              help="The control's product for a goal; 'general=SKU' is required (it covers the rest). Repeat.")
+@click.option("--stop", is_flag=True, help="Show every visit the ranking again (the figures stay).")
+@click.option("--json", "as_json", is_flag=True)
+def experiment(name, control_share, defaults, stop, as_json):
+    """Start (or replace) an A/B experiment against a control, stop it, or show it."""
+    from formwise.models.knowledge import vocabulary as vocab
+    from formwise.service.store import experiments
+    from formwise.service.store import queries as storage
+
+    controls = {}
+    for item in defaults:
+        goal, _, sku = item.partition("=")
+        if goal not in vocab.GOALS or not sku:
+            fail(f"--default must be GOAL=SKU with a goal among {', '.join(vocab.GOALS)}, not {item!r}")
+        controls[goal] = sku.strip()
+    if stop and (control_share is not None or controls):
+        fail("--stop takes no --control-share or --default.")
+    with app_context():
+        try:
+            if stop:
+                experiments.stop_experiment(name)
+            elif control_share is not None:
+                experiments.start_experiment(name, control_share, controls)
+            elif controls:
+                fail("Give --control-share to start an experiment.")
+            current = experiments.current_experiment(storage.shop_id_by_name(name))
+        except (ValueError, storage.NotFoundError) as error:
+            fail(str(error))
+    if as_json:
+        print_json(current)
+        return
+    if current is None:
+        click.echo(f"'{printable(name)}' has run no experiment.")
+        return
+    state = f"running, control share {current['control_share']:.0%}" if current["running"] else "stopped"
+    click.echo(f"Experiment {current['experiment_id']} of '{printable(name)}' ({state}), since {current['started_at']}")
+    for goal, sku in sorted(current["controls"].items()):
+        click.echo(f"  control product for {goal}: {printable(sku)}")
+
+
 @shops.command("dashboard")
 @click.argument("name")
 @click.option("--hours", type=click.FloatRange(min=0.01, max=24 * 7), default=8, show_default=True,
@@ -317,6 +362,18 @@ def report(name, start, end, group, as_json):
         click.echo(f"{'total':<24}{counts(block['totals'])}")
     click.echo("")
     click.echo(f"{'unattributed':<24}{counts(result['unattributed'])}")
+    trial = result["experiment"]
+    if trial is not None:
+        click.echo("")
+        state = "running" if trial["running"] else "stopped"
+        click.echo(f"experiment {trial['experiment_id']} ({state}, control share {trial['control_share']:.0%})")
+        for arm, figures in trial["arms"].items():
+            click.echo(f"  {arm:<10} {figures['answers']:>7} answers {figures['converted']:>6} converted"
+                       f"  {_rate_text(figures['conversion']):>7}  safety overrides {figures['safety_overrides']}")
+        if trial["difference"] is not None:
+            low, high = trial["difference"]["ci95"]
+            click.echo(f"  ranking - control: {trial['difference']['ranking_minus_control'] * 100:+.1f} points "
+                       f"(95% CI {low * 100:+.1f} to {high * 100:+.1f})")
 
 
 # ---- formwise catalog -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import marshmallow as ma
 import orjson
-from flask import current_app, request
+from flask import current_app, g, request
 from flask.views import MethodView
 from marshmallow import fields, validate
 
@@ -33,7 +33,9 @@ from formwise.service.api.responses import json_response
 from formwise.service.api.schemas import StrictInteger, StrictNumber, StrictSchema
 from formwise.service.settings import setting
 from formwise.service.shops.keys import SHOP_KEY_SECURITY, current_shop, request_key, require_shop
+from formwise.service.store import experiments
 from formwise.service.store import queries as storage
+from formwise.service.store.experiments import ExperimentSettings
 
 blp = Blueprint("catalog", __name__, url_prefix="/v1", description="A shop's products (needs its secret key).")
 
@@ -341,7 +343,9 @@ class CatalogIndex:
     product can enter: the scan stops. The result is exactly what pricing every product of
     the form and keeping the cheapest MAX_PRODUCTS_PER_FORM would give."""
 
-    def __init__(self, products: list[dict]):
+    def __init__(self, products: list[dict], experiment: ExperimentSettings | None = None):
+        self.experiment = experiment  # the shop's running A/B experiment, loaded with its catalog
+        self.by_sku = {product["sku"]: product for product in products}
         shelves: dict[str, list[tuple[float, str, dict]]] = defaultdict(list)
         for product in products:
             price_per_mg = product["price"] / product["units_per_pack"] / product["elemental_mg_per_unit"]
@@ -378,7 +382,7 @@ class IndexCache:
         cached = self._indexes.get(shop_id)
         if cached is not None and cached[0] == version:
             return cached[1]
-        index = CatalogIndex(storage.list_products(shop_id))
+        index = CatalogIndex(storage.list_products(shop_id), experiments.experiment_settings(shop_id))
         with self._lock:
             if len(self._indexes) >= self.MAX_SHOPS:
                 self._indexes.pop(next(iter(self._indexes)))
@@ -390,11 +394,19 @@ def catalog_indexes() -> IndexCache:
     return current_app.extensions["formwise_catalog_indexes"]
 
 
+def shop_index(shop_id: int) -> CatalogIndex:
+    """The shop's index, looked up once per request (the hooks of one answer share it)."""
+    cached = g.get("_formwise_catalog_index")
+    if cached is None or cached[0] != shop_id:
+        cached = g._formwise_catalog_index = (shop_id, catalog_indexes().index_for(shop_id))
+    return cached[1]
+
+
 def products_per_recommendation() -> int:
     """Cost hook: how many products each recommendation of this request may list (0 without a
     shop key)."""
     shop = current_shop()
-    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, catalog_indexes().index_for(shop.id).size)
+    return 0 if shop is None else min(MAX_PRODUCTS_PER_FORM, shop_index(shop.id).size)
 
 
 def add_shop_products(answers: list[dict], locale: str, preferences: list[dict]) -> None:
@@ -408,16 +420,21 @@ def add_shop_products(answers: list[dict], locale: str, preferences: list[dict])
         return
     if not any(answer["recommendations"] for answer in answers):
         return
-    index = catalog_indexes().index_for(shop.id)
+    index = shop_index(shop.id)
     worked_out: dict[tuple, list[dict]] = {}
     for position, (answer, wishes) in enumerate(zip(answers, preferences, strict=True)):
         if position % 64 == 63:
             deadline.check()
         max_units = wishes.get("max_units_per_day")
         excluded = {item["form"] for item in answer["excluded"]}
+        control_sku = (answer.get("experiment") or {}).get("product")
         for recommendation in answer["recommendations"]:
             if recommendation["form"] in excluded:
                 recommendation["products"] = []
+                continue
+            if control_sku is not None:  # the control arm: the shop's default product, and only it
+                control = offer(index.by_sku[control_sku], recommendation["dose"]["elemental_mg_per_day"], max_units)
+                recommendation["products"] = [] if control is None else [control]
                 continue
             dose_range = recommendation["dose"]["elemental_mg_per_day"]
             key = (recommendation["form"], dose_range["min"], dose_range["max"], max_units)

@@ -133,7 +133,7 @@ def record_answer_ids(answers: list[dict], locale: str, preferences: list[dict])
         attribution.record_recommendations(
             [answer["recommendation_id"] for answer in answers], shop.id, attribution.CHANNEL_OF_KEY[shop.key_kind],
             [[product["sku"] for item in answer["recommendations"] for product in item.get("products", ())]
-             for answer in answers])
+             for answer in answers], [answer.get("experiment") for answer in answers])
 
 
 def init_app(app, api) -> None:

@@ -23,7 +23,7 @@ from marshmallow import fields, validate
 from formwise.service.api.parsing import Blueprint
 from formwise.service.api.responses import json_response
 from formwise.service.shops.keys import SHOP_KEY_SECURITY, current_shop, require_shop
-from formwise.service.store import attribution
+from formwise.service.store import attribution, experiments
 
 blp = Blueprint("reports", __name__, url_prefix="/v1", description="A shop's conversion figures (its secret key).")
 FORMATS = ("json", "csv")
@@ -110,7 +110,33 @@ def conversion_report(shop_id: int, start: dt.date | None = None, end: dt.date |
         if not event["attributed"]:
             _add(unattributed, event)
     return {"from": None if start is None else start.isoformat(), "to": None if end is None else end.isoformat(),
-            "group": group, **channels, "unattributed": _finished(unattributed)}
+            "group": group, **channels, "unattributed": _finished(unattributed),
+            "experiment": experiment_report(shop_id, low, high)}
+
+
+def experiment_report(shop_id: int, low: dt.datetime | None, high: dt.datetime | None) -> dict | None:
+    """The shop's current or last experiment: per arm its widget answers, the answers followed
+    by an attributed purchase and that conversion; the difference ranking minus control with
+    its 95 % confidence interval (Newcombe's hybrid score interval, statsmodels), or None for
+    the interval while an arm has no answers. None when the shop never ran one."""
+    settings = experiments.current_experiment(shop_id)
+    if settings is None:
+        return None
+    counts = experiments.arm_counts(shop_id, settings["experiment_id"], low, high)
+    arms = {arm: {**figures, "conversion": _rate(figures["converted"], figures["answers"])}
+            for arm, figures in counts.items()}
+    ranking, control = counts["ranking"], counts["control"]
+    difference = None
+    if ranking["answers"] and control["answers"]:
+        from statsmodels.stats.proportion import confint_proportions_2indep  # only here: a heavy import
+
+        low_ci, high_ci = confint_proportions_2indep(ranking["converted"], ranking["answers"], control["converted"],
+                                                     control["answers"], method="newcomb", compare="diff",
+                                                     alpha=0.05)
+        difference = {"ranking_minus_control": round(ranking["converted"] / ranking["answers"]
+                                                     - control["converted"] / control["answers"], 4),
+                      "ci95": [round(float(low_ci), 4), round(float(high_ci), 4)], "method": "newcomb"}
+    return {**settings, "arms": arms, "difference": difference}
 
 
 def report_csv(report: dict) -> str:

@@ -63,17 +63,22 @@ class StoredEvent:
 
 
 def record_recommendations(recommendation_ids: list[str], shop_id: int | None, channel: str | None = None,
-                           shown_skus: list[list[str]] | None = None) -> None:
-    """Stores each answer's id with the shop, the channel, the time and the skus it showed:
-    ids only, never a profile. ``shown_skus`` runs parallel to the ids."""
+                           shown_skus: list[list[str]] | None = None, experiments: list[dict | None] | None = None,
+                           ) -> None:
+    """Stores each answer's id with the shop, the channel, the time, the skus it showed and
+    its experiment arm: ids only, never a profile. ``shown_skus`` and ``experiments`` (the
+    answers' ``experiment`` objects, or None) run parallel to the ids."""
     if not recommendation_ids:
         return
     now = utc_now()
     shown = shown_skus or [[] for _ in recommendation_ids]
+    arms = experiments or [None] * len(recommendation_ids)
     with connection_scope() as connection:
         connection.execute(_INSERT_RECOMMENDATION, [
-            {"id": rid, "shop_id": shop_id, "created_at": now, "channel": channel, "shown_skus": " ".join(skus)}
-            for rid, skus in zip(recommendation_ids, shown, strict=True)])
+            {"id": rid, "shop_id": shop_id, "created_at": now, "channel": channel, "shown_skus": " ".join(skus),
+             "experiment_id": arm and arm["id"], "arm": arm and arm["arm"],
+             "safety_override": arm and arm.get("safety_override")}
+            for rid, skus, arm in zip(recommendation_ids, shown, arms, strict=True)])
 
 
 def recommendation_shop(recommendation_id: str) -> tuple[bool, int | None]:

@@ -26,6 +26,7 @@ from formwise.service.store.tables import (
     CdsCard,
     CdsFeedback,
     CdsUsedToken,
+    ControlProduct,
     Event,
     Outcome,
     Product,
@@ -75,7 +76,7 @@ def add_shop(name: str, origins: list[str], keys: list[tuple[str, str, str]]) ->
         return shop.id
 
 
-def _shop_by_name(session, name: str) -> Shop:
+def shop_by_name(session, name: str) -> Shop:
     shop = session.scalar(sa.select(Shop).where(Shop.name == name))
     if shop is None:
         raise NotFoundError(f"No shop named '{name}'.")
@@ -89,7 +90,7 @@ def shop_name(shop_id: int) -> str | None:
 
 def shop_id_by_name(name: str) -> int:
     with session_scope() as session:
-        return _shop_by_name(session, name).id
+        return shop_by_name(session, name).id
 
 
 def list_shops() -> list[dict]:
@@ -114,7 +115,7 @@ def list_shops() -> list[dict]:
 def add_origin(shop_name: str, origin: str) -> bool:
     """Adds an origin to a shop; False when it was already there."""
     with session_scope() as session:
-        shop = _shop_by_name(session, shop_name)
+        shop = shop_by_name(session, shop_name)
         if origin in {item.origin for item in shop.origins}:
             return False
         shop.origins.append(ShopOrigin(origin=origin))
@@ -124,7 +125,7 @@ def add_origin(shop_name: str, origin: str) -> bool:
 def remove_origin(shop_name: str, origin: str) -> bool:
     """Removes an origin from a shop; False when it was not there."""
     with session_scope() as session:
-        shop = _shop_by_name(session, shop_name)
+        shop = shop_by_name(session, shop_name)
         for item in shop.origins:
             if item.origin == origin:
                 shop.origins.remove(item)
@@ -161,7 +162,7 @@ def shop_keys(shop_name: str) -> list[dict]:
     """The shop's keys: name, kind, prefix, created, last used, expiry and state."""
     now = utc_now()
     with session_scope() as session:
-        shop = _shop_by_name(session, shop_name)
+        shop = shop_by_name(session, shop_name)
         return [_key_dict(key, now) for key in shop.keys]
 
 
@@ -178,7 +179,7 @@ def _key_dict(key: ApiKey, now: dt.datetime) -> dict:
 def rename_shop(old_name: str, new_name: str) -> int:
     """Renames a shop; returns its id. Raises ValueError when the new name is taken."""
     with session_scope() as session:
-        shop = _shop_by_name(session, old_name)
+        shop = shop_by_name(session, old_name)
         if session.scalar(sa.select(Shop.id).where(Shop.name == new_name)) is not None:
             raise ValueError(f"A shop named '{new_name}' already exists.")
         shop.name = new_name
@@ -189,9 +190,9 @@ def delete_shop(name: str) -> dict[str, int]:
     """Deletes a shop with its keys, origins, catalog, answers and events; its outcomes stay
     (they hold no shop data) without the shop. Returns how many rows went from each table."""
     with session_scope() as session:
-        shop_id = _shop_by_name(session, name).id
+        shop_id = shop_by_name(session, name).id
         counted = {}
-        for table in (Event, Recommendation, Product, ApiKey, ShopOrigin):
+        for table in (Event, Recommendation, Product, ControlProduct, ApiKey, ShopOrigin):
             counted[table.__tablename__] = session.execute(sa.delete(table).where(table.shop_id == shop_id)).rowcount
         session.execute(sa.update(Outcome).where(Outcome.shop_id == shop_id).values(shop_id=None))
         session.execute(sa.delete(Shop).where(Shop.id == shop_id))

@@ -29,8 +29,14 @@ class Shop(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(100), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utc_now)
-    # raised by every catalog replacement: workers rebuild their index of the products when it moves
+    # raised by every catalog replacement and experiment change: workers rebuild their index of
+    # the products (and the experiment it carries) when it moves
     catalog_version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # migration 0008, A/B against a control: the share of widget visits shown the shop's own
+    # default product for their goal instead of the ranking (0: no experiment running)
+    control_share: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
+    experiment_id: Mapped[str | None] = mapped_column(sa.String(36))  # the current or last experiment
+    experiment_started_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     origins: Mapped[list[ShopOrigin]] = relationship(cascade="all, delete-orphan", order_by="ShopOrigin.origin")
     keys: Mapped[list[ApiKey]] = relationship(cascade="all, delete-orphan", order_by="ApiKey.id")
@@ -84,6 +90,16 @@ class Product(Base):
     cart_url: Mapped[str | None] = mapped_column(sa.String(2000))  # optional: adds the product to the cart
 
 
+class ControlProduct(Base):
+    """The product a shop's control arm shows for a goal ("general" covers the goals without one)."""
+
+    __tablename__ = "control_products"
+
+    shop_id: Mapped[int] = mapped_column(sa.ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    goal: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    sku: Mapped[str] = mapped_column(sa.String(100))
+
+
 class Recommendation(Base):
     """An answer's id, the shop whose key asked for it, and when: never the profile."""
 
@@ -97,6 +113,12 @@ class Recommendation(Base):
     channel: Mapped[str | None] = mapped_column(sa.String(10))
     # the skus the answer showed, space-separated: an event on another sku is unattributed
     shown_skus: Mapped[str | None] = mapped_column(sa.Text)
+    # migration 0008: the experiment the answer was part of, its arm ("ranking" or "control"),
+    # and whether a control answer showed the ranking because the default product's form was
+    # not one the engine recommends for this person (the safety rules come first)
+    experiment_id: Mapped[str | None] = mapped_column(sa.String(36), index=True)
+    arm: Mapped[str | None] = mapped_column(sa.String(10))
+    safety_override: Mapped[bool | None] = mapped_column(sa.Boolean)
 
 
 class Event(Base):

@@ -61,7 +61,9 @@ def test_answer_ids_are_stored_with_shop_and_time_and_nothing_of_the_profile(db_
     with engine_of(db_app).connect() as connection:
         row = connection.execute(sa.text("SELECT * FROM recommendations WHERE id = :id"),
                                  {"id": answer["recommendation_id"]}).mappings().one()
-    assert set(row) == {"id", "shop_id", "created_at", "channel", "shown_skus"}
+    assert set(row) == {"id", "shop_id", "created_at", "channel", "shown_skus", "experiment_id", "arm",
+                        "safety_override"}
+    assert (row["experiment_id"], row["arm"]) == (None, None)  # the shop runs no experiment
     assert row["shop_id"] == shop["shop_id"] and row["created_at"] is not None and row["channel"] == "widget"
     shown = {product["sku"] for item in answer["recommendations"] for product in item["products"]}
     assert shown and set(row["shown_skus"].split()) == shown

@@ -137,7 +137,8 @@ def test_rename_keeps_the_keys_and_delete_removes_everything_the_shop_stored(db_
     deleted = cli(runner, database_url, "shops", "delete", new_name, "--yes", "--json")
     assert deleted.exit_code == 0, deleted.output
     assert json.loads(deleted.output)["deleted"] == {"events": 2, "recommendations": 4, "products": 1,
-                                                     "api_keys": 2, "shop_origins": 1, "shops": 1}
+                                                     "control_products": 0, "api_keys": 2, "shop_origins": 1,
+                                                     "shops": 1}
     assert from_server(client, shop["secret_key"]).status_code == 401
     with engine_of(db_app).connect() as connection:
         left = connection.execute(sa.text("SELECT count(*) FROM recommendations WHERE shop_id = :id"),
