@@ -39,7 +39,7 @@ PREFLIGHT_MAX_AGE_SECONDS = 600
 # How fresh a key's last-used time is kept: a write per key an hour, not one per request.
 LAST_USED_RESOLUTION = dt.timedelta(hours=1)
 ALLOWED_METHODS = "GET, POST"
-ALLOWED_HEADERS = f"Content-Type, {KEY_HEADER}"
+ALLOWED_HEADERS = f"Content-Type, {KEY_HEADER}, X-Formwise-Session"  # the widget's visit token (experiments)
 EXPOSED_HEADERS = "Content-Language, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 _NO_KEY = object()
 

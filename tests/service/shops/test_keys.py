@@ -190,6 +190,7 @@ def test_preflight_is_answered_for_registered_origins_only(strict_client, runner
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == "https://preflight.example"
     assert "X-API-Key" in response.headers["Access-Control-Allow-Headers"]
+    assert "X-Formwise-Session" in response.headers["Access-Control-Allow-Headers"]  # the visit token (experiments)
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     stranger = strict_client.options("/v1/recommendations",
                                      headers={**preflight, "Origin": "https://stranger.example"})
