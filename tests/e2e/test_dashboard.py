@@ -49,13 +49,15 @@ def shop_with_traffic(tmp_path_factory):
     name = f"dashboard-shop-{uuid.uuid4().hex[:6]}"
     keys = json.loads(formwise_cli("shops", "create", name, "--origin", SHOP_ORIGIN, "--json", env=env))
     formwise_cli("catalog", "upload", name, str(PROJECT_ROOT / "examples" / "catalog.csv"), env=env)
+    formwise_cli("shops", "experiment", name, "--control-share", "0.5", "--default", "general=GLY-120", env=env)
     page_headers = {"X-API-Key": keys["publishable_key"], "Origin": SHOP_ORIGIN}
     server_headers = {"X-API-Key": keys["secret_key"]}
     with running_service(workdir, workers=1, env=env) as base, requests.Session() as http:
         for number, profile in enumerate(PROFILES * 2):
-            answer = http.post(f"{base}/v1/recommendations", json={"profile": profile}, headers=page_headers).json()
-            shown = [p["sku"] for item in answer["recommendations"] for p in item["products"]]
             visit = f"visit-{number:04d}"
+            answer = http.post(f"{base}/v1/recommendations", json={"profile": profile},
+                               headers={**page_headers, "X-Formwise-Session": visit}).json()
+            shown = [p["sku"] for item in answer["recommendations"] for p in item["products"]]
             for sku in shown:
                 http.post(f"{base}/v1/events", headers=page_headers, json={
                     "type": "view", "recommendation_id": answer["recommendation_id"], "sku": sku, "session_id": visit})
@@ -124,6 +126,14 @@ def test_the_link_opens_the_dashboard_with_the_reports_figures(shop_with_traffic
     assert by_day["widget"]["answers"] == len(PROFILES) * 2 and by_day["server"]["answers"] == 2
     assert totals["orders"] == 4 and totals["revenue"] == {"EUR": "79.60"}
     assert "2 answers" in page.locator("#elsewhere").inner_text()  # the server's calls, kept apart
+    trial = by_day["experiment"]
+    arms = page.locator("#experiment-table tbody tr")
+    assert page.locator("#experiment").is_visible() and arms.count() == 2
+    assert [row.locator("td").nth(2).inner_text() for row in arms.all()] == [
+        str(trial["arms"]["ranking"]["answers"]), str(trial["arms"]["control"]["answers"])]
+    assert sum(arm["answers"] for arm in trial["arms"].values()) == len(PROFILES) * 2
+    if trial["difference"] is not None:
+        assert "95 % confidence interval" in page.locator("#experiment-difference").inner_text()
     drawn = page.evaluate("Object.keys(Chart.instances).length")
     assert drawn == 4
     rows = page.locator("#product-table tbody tr")

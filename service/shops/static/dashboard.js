@@ -114,6 +114,7 @@
       ["views", "clicks", "orders"].map((name) => series(products, name, "bar")),
       { scales: { xAxes: [{ ticks: { beginAtZero: true, precision: 0 } }] } });
 
+    renderExperiment(byDay.experiment);
     $("product-table").tBodies[0].replaceChildren(...products.map((row) => {
       const line = document.createElement("tr");
       for (const value of [row.sku, row.name, row.form, row.views, row.clicks, row.add_to_cart, row.orders,
@@ -124,6 +125,36 @@
       }
       return line;
     }));
+  }
+
+  function points(value) { return `${value >= 0 ? "+" : ""}${(value * 100).toFixed(1)}`; }
+
+  function renderExperiment(trial) {
+    $("experiment").hidden = !trial;
+    if (!trial) return;
+    const state = trial.running ? `running, ${Math.round(trial.control_share * 100)} % of visits in the control`
+      : "stopped";
+    $("experiment-state").textContent = `Experiment ${trial.experiment_id} (${state}), since ` +
+      `${(trial.started_at || "").slice(0, 10)}. The control shows your default product for the visitor's goal ` +
+      "instead of the ranking; when its form is not one recommended for that person, the ranking is shown " +
+      "(a safety override).";
+    const shows = { ranking: "the ranking", control: "your default product" };
+    $("experiment-table").tBodies[0].replaceChildren(...["ranking", "control"].map((arm) => {
+      const figures = trial.arms[arm];
+      const line = document.createElement("tr");
+      for (const value of [arm, shows[arm], figures.answers, figures.converted, percent(figures.conversion),
+                           figures.safety_overrides]) {
+        const cell = document.createElement("td");
+        cell.textContent = value;
+        line.append(cell);
+      }
+      return line;
+    }));
+    const difference = trial.difference;
+    $("experiment-difference").textContent = difference
+      ? `Ranking minus control: ${points(difference.ranking_minus_control)} percentage points ` +
+        `(95 % confidence interval ${points(difference.ci95[0])} to ${points(difference.ci95[1])}).`
+      : "The difference needs answers in both arms.";
   }
 
   async function load() {
