@@ -96,15 +96,23 @@ def browser():
         chromium.close()
 
 
-def new_page(browser, viewport: dict):
-    return browser.new_context(viewport=viewport).new_page()
+@pytest.fixture()
+def new_page(browser):
+    """Opens pages in fresh browser contexts of a given window size, closed after the test."""
+    contexts = []
+
+    def open_page(viewport: dict):
+        contexts.append(browser.new_context(viewport=viewport))
+        return contexts[-1].new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 @pytest.fixture()
-def page(browser):
-    context = browser.new_context(viewport=VIEWPORTS["1280"])
-    yield context.new_page()
-    context.close()
+def page(new_page):
+    return new_page(VIEWPORTS["1280"])
 
 
 def fill_profile(page, profile: dict) -> None:
@@ -180,11 +188,11 @@ def sent_events(page) -> list[dict]:
 
 
 @pytest.mark.parametrize("size", VIEWPORTS)
-def test_a_critical_caveat_is_in_view_and_focused_after_submit(live, browser, size):
+def test_a_critical_caveat_is_in_view_and_focused_after_submit(live, new_page, size):
     case = vignette("P05")  # severe kidney impairment: the contract's critical caveat
     assert case["expect"]["max_severity"] == "critical"
     viewport = VIEWPORTS[size]
-    page = new_page(browser, viewport)
+    page = new_page(viewport)
     page.goto(live["site"].origin + "/")
     fill_profile(page, case["profile"])
     answer = submit(page)
@@ -203,13 +211,12 @@ def test_a_critical_caveat_is_in_view_and_focused_after_submit(live, browser, si
     assert shadow_focus(page) == "summary"  # the next control: the forms that are not suitable
     page.keyboard.press("Shift+Tab")
     assert shadow_focus(page) == "submit"
-    page.context.close()
 
 
-def test_interactions_come_before_products_which_show_a_picture_the_price_a_day_and_add_to_cart(live, browser):
+def test_interactions_come_before_products_which_show_a_picture_the_price_a_day_and_add_to_cart(live, new_page):
     case = vignette("P13")  # an antibiotic that interacts: the answer lists it in interactions
     viewport = VIEWPORTS["375"]
-    page = new_page(browser, viewport)
+    page = new_page(viewport)
     sent = sent_events(page)
     page.goto(live["site"].origin + "/")
     fill_profile(page, case["profile"])
@@ -265,7 +272,6 @@ def test_interactions_come_before_products_which_show_a_picture_the_price_a_day_
     assert (figures["views"], figures["clicks"], figures["add_to_cart"]) == (1, 1, 1)
     assert [event["type"] for event in sent if event["sku"] == product["sku"]] == [
         "view", "add_to_cart", "view", "click"]
-    page.context.close()
 
 
 def test_changing_the_locale_keeps_the_answer_and_shows_it_in_the_new_language(live, page):
@@ -307,21 +313,20 @@ def test_changing_the_locale_keeps_the_answer_and_shows_it_in_the_new_language(l
 
 @pytest.mark.parametrize("locale", ["en", "de"])
 @pytest.mark.parametrize("size", VIEWPORTS)
-def test_compact_mode_is_at_most_600_px_tall_before_the_results(live, browser, size, locale):
+def test_compact_mode_is_at_most_600_px_tall_before_the_results(live, new_page, size, locale):
     live["site"].pages[f"/compact-{locale}"] = example_page(live, ' mode="compact"').replace(
         'locale="en"', f'locale="{locale}"')
-    page = new_page(browser, VIEWPORTS[size])
+    page = new_page(VIEWPORTS[size])
     page.goto(live["site"].origin + f"/compact-{locale}")
     page.get_by_text(TEXTS[locale]["widget.goals"]).wait_for()
     height = page.locator("formwise-advisor").bounding_box()["height"]
     print(f"compact widget height at {size} px, {locale}: {height}")
     assert height <= 600
-    page.context.close()
 
 
-def test_compact_mode_asks_for_the_goal_first_and_folds_the_rest(live, browser):
+def test_compact_mode_asks_for_the_goal_first_and_folds_the_rest(live, new_page):
     live["site"].pages["/compact"] = example_page(live, ' mode="compact"')
-    page = new_page(browser, VIEWPORTS["375"])
+    page = new_page(VIEWPORTS["375"])
     page.goto(live["site"].origin + "/compact")
     page.locator("#goals-legend").wait_for()
     # The goal is the first question, then the age; the rest is there but folded away.
@@ -343,7 +348,6 @@ def test_compact_mode_asks_for_the_goal_first_and_folds_the_rest(live, browser):
     page.get_by_label(TEXTS["en"]["widget.kidney"], exact=True).select_option("none")
     answer = submit(page)
     assert answer["recommendations"] and page.locator("#results li.form").count() == len(answer["recommendations"])
-    page.context.close()
 
 
 def test_the_full_form_stays_the_default_and_the_demo_page_shows_both(live, page):
