@@ -27,6 +27,7 @@ TEXTS_PLACEHOLDER = "/*FORMWISE_TEXTS*/{}"
 VOCABULARY_PLACEHOLDER = "/*FORMWISE_VOCABULARY*/{}"
 WIDGET_CACHE_SECONDS = 300
 PUBLISHABLE_KEY_PATTERN = re.compile(r"^pk_[A-Za-z0-9_-]{10,100}$")
+WIDGET_MODES = ("full", "compact")  # the element's mode attribute; full is the default
 
 
 def widget_vocabulary() -> dict[str, list[str]]:
@@ -74,17 +75,22 @@ def widget_script():
 @blp.get("/demo")
 def demo():
     """The widget on a page. ``?shop_key=pk_...`` shows a shop's products (its origins must
-    include this server's); ``?locale=de`` switches the language."""
+    include this server's); ``?locale=de`` switches the language; ``?mode=compact`` shows
+    compact mode."""
     shop_key = request.args.get("shop_key", "")
     locale = request.args.get("locale", vocab.DEFAULT_LOCALE)
+    mode = request.args.get("mode", WIDGET_MODES[0])
     messages = {}
     if shop_key and not PUBLISHABLE_KEY_PATTERN.match(shop_key):
         messages["shop_key"] = ["Must be a publishable key (pk_...); never put a secret key in a page."]
     if locale not in vocab.LOCALES:
         messages["locale"] = ["Must be one of: " + ", ".join(vocab.LOCALES) + "."]
+    if mode not in WIDGET_MODES:
+        messages["mode"] = ["Must be one of: " + ", ".join(WIDGET_MODES) + "."]
     if messages:
         return problem_from_body(validation_problem_body(messages))
-    return render_template("demo.html", shop_key=shop_key, locale=locale, locales=vocab.LOCALES)
+    return render_template("demo.html", shop_key=shop_key, locale=locale, locales=vocab.LOCALES, mode=mode,
+                           modes=WIDGET_MODES)
 
 
 def init_app(app: Flask, api=None) -> None:

@@ -4,6 +4,8 @@ origin, so keys, CORS, the catalog and attribution are all exercised for real.""
 
 from __future__ import annotations
 
+import contextlib
+import html
 import http.server
 import json
 import os
@@ -51,27 +53,48 @@ def formwise_cli(*args: str, env: dict) -> str:
     return result.stdout
 
 
+def product_picture(sku: str) -> bytes:
+    """A small SVG jar labelled with the sku: the shop's product pictures."""
+    hue = sum(sku.encode()) * 37 % 360
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="120" viewBox="0 0 120 120">'
+            '<rect width="120" height="120" fill="#ffffff"/>'
+            f'<rect x="38" y="12" width="44" height="14" rx="3" fill="hsl({hue},35%,30%)"/>'
+            f'<rect x="30" y="24" width="60" height="84" rx="10" fill="hsl({hue},45%,88%)" '
+            f'stroke="hsl({hue},35%,40%)"/>'
+            f'<rect x="30" y="50" width="60" height="32" fill="hsl({hue},55%,45%)"/>'
+            f'<text x="60" y="71" font-family="sans-serif" font-size="11" font-weight="bold" fill="#ffffff" '
+            f'text-anchor="middle">{html.escape(sku.split("-")[0])}</text></svg>').encode()
+
+
 class ShopSite:
-    """A shop's own web server on another origin: its page embeds the widget with one script
-    tag, and its product pages are where product links lead."""
+    """A shop's own web server on another origin: its pages (``pages``, by path) embed the
+    widget with one script tag; product pages, cart links and product pictures are where the
+    widget's links and images lead."""
 
     def __init__(self):
         self.port = free_port()
         self.origin = f"http://localhost:{self.port}"
-        self.page = ""
+        self.pages: dict[str, str] = {}
         site = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                if self.path == "/":
-                    body = site.page.encode()
-                elif self.path.startswith("/p/"):
-                    body = f"<!doctype html><title>{self.path[3:]}</title><h1>Product {self.path[3:]}</h1>".encode()
+                path, _, query = self.path.partition("?")
+                content_type = "text/html; charset=utf-8"
+                if path in site.pages:
+                    body = site.pages[path].encode()
+                elif path.startswith("/p/"):
+                    body = f"<!doctype html><title>{path[3:]}</title><h1>Product {path[3:]}</h1>".encode()
+                elif path == "/cart/add":
+                    sku = html.escape(query.partition("sku=")[2])
+                    body = f"<!doctype html><title>Cart</title><h1>Cart: {sku}</h1>".encode()
+                elif path.startswith("/img/") and path.endswith(".svg"):
+                    body, content_type = product_picture(path[5:-4]), "image/svg+xml"
                 else:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -87,25 +110,34 @@ class ShopSite:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """A gunicorn formwise that requires keys, a shop with a catalog, and the shop's site."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing: ./scripts/test installs it (apt-get install chromium)")
-    workdir = tmp_path_factory.mktemp("widget")
+@contextlib.contextmanager
+def shop_service(workdir: Path, catalog: str):
+    """A gunicorn formwise that requires keys, a shop with ``catalog`` (CSV; ``{shop}`` stands
+    for the shop site's origin) and the shop's site. Yields what the tests need."""
     env = {"FORMWISE_DATA_DIR": str(workdir), "FORMWISE_REQUIRE_API_KEY": "1"}
     site = ShopSite()
     name = f"widget-shop-{uuid.uuid4().hex[:6]}"
     keys = json.loads(formwise_cli("shops", "create", name, "--origin", site.origin, "--json", env=env))
     catalog_file = workdir / "catalog.csv"
-    catalog_file.write_text(CATALOG.format(shop=site.origin))
+    catalog_file.write_text(catalog.format(shop=site.origin), encoding="utf-8")
     formwise_cli("catalog", "upload", name, str(catalog_file), env=env)
-    with running_service(workdir, workers=2, env=env) as base:
-        formwise_cli("shops", "add-origin", name, base, env=env)  # so /demo on the server may use the key
-        site.page = SHOP_PAGE.format(key=keys["publishable_key"], service=base)
-        database = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{workdir / 'formwise.db'}"})
-        yield {"base": base, "site": site, "keys": keys, "shop_id": keys["shop_id"], "database": database}
-    site.close()
+    try:
+        with running_service(workdir, workers=2, env=env) as base:
+            formwise_cli("shops", "add-origin", name, base, env=env)  # so /demo on the server may use the key
+            site.pages["/"] = SHOP_PAGE.format(key=keys["publishable_key"], service=base)
+            database = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{workdir / 'formwise.db'}"})
+            yield {"base": base, "site": site, "keys": keys, "shop_id": keys["shop_id"], "database": database}
+    finally:
+        site.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """A gunicorn formwise that requires keys, a shop with a catalog, and the shop's site."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: ./scripts/test installs it (apt-get install chromium)")
+    with shop_service(tmp_path_factory.mktemp("widget"), CATALOG) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
