@@ -218,6 +218,9 @@ def test_interactions_come_before_products_which_show_a_picture_the_price_a_day_
     viewport = VIEWPORTS["375"]
     page = new_page(viewport)
     sent = sent_events(page)
+    asked = []  # the visit token each answer was asked with (a shop's A/B experiment splits by it)
+    page.on("request", lambda request: asked.append(request.headers.get("x-formwise-session"))
+            if request.method == "POST" and request.url.endswith("/v1/recommendations") else None)
     page.goto(live["site"].origin + "/")
     fill_profile(page, case["profile"])
     answer = submit(page)
@@ -272,6 +275,7 @@ def test_interactions_come_before_products_which_show_a_picture_the_price_a_day_
     assert (figures["views"], figures["clicks"], figures["add_to_cart"]) == (1, 1, 1)
     assert [event["type"] for event in sent if event["sku"] == product["sku"]] == [
         "view", "add_to_cart", "view", "click"]
+    assert len(asked) == 2 and set(asked) == session_ids
 
 
 def test_changing_the_locale_keeps_the_answer_and_shows_it_in_the_new_language(live, page):

@@ -371,7 +371,11 @@
 
     headers() {
       const headers = { "Content-Type": "application/json" };
-      if (this.shopKey) headers["X-API-Key"] = this.shopKey;
+      if (this.shopKey) {
+        headers["X-API-Key"] = this.shopKey;
+        // the same visit token as the events: a shop's A/B experiment splits by visit
+        headers["X-Formwise-Session"] = visitToken();
+      }
       return headers;
     }
 
