@@ -33,6 +33,7 @@ from formwise.service.batch.formats import (
     REJECT_SCHEMA,
     STDIO,
     BatchError,
+    RejectLimit,
     Summary,
     default_rejects_path,
     file_format,
@@ -91,7 +92,8 @@ def _duration(seconds: float) -> str:
 
 def score_file(input_path: str, output_path: str, rejects_path: str | None = None, *,
                chunk_size: int = DEFAULT_CHUNK_SIZE, limit: int = 3, locale: str = "en",
-               progress: bool = False, workers: int | None = None, recommender=None) -> Summary:
+               progress: bool = False, workers: int | None = None, recommender=None,
+               max_rejects: RejectLimit | None = None) -> Summary:
     """Score INPUT into OUTPUT (and the rejects file); returns the counts. Raises
     BatchError before writing anything when the inputs are unusable."""
     output_kind = file_format(output_path, "OUTPUT")
@@ -124,7 +126,9 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
             with signals_deferred():  # an interrupt lands once both files exist and are known here
                 output = LinesWriter(output_path) if output_kind == "jsonl" else TableWriter(output_path, output_kind)
                 rejects = open_rejects(rejects_path)
-            _run(reader, scorer, output, rejects, summary, bar, workers)  # the engine keeps BLAS to one thread
+            _run(reader, scorer, output, rejects, summary, bar, workers, max_rejects)  # BLAS stays on one thread
+            if max_rejects is not None:
+                max_rejects.check(summary, final=True)
             empty = None if output_kind == "jsonl" else scorer.empty_output()
             with signals_deferred():  # both files, or neither
                 rejects.commit(REJECT_SCHEMA.empty_table())
@@ -230,7 +234,8 @@ def _reuse_freed_memory() -> None:
 READ_AHEAD_CHUNKS = 16  # chunks read (not yet validated) while the model loads
 
 
-def _run(reader, scorer: ChunkScorer, output, rejects, summary: Summary, bar: Progress, workers: int) -> None:
+def _run(reader, scorer: ChunkScorer, output, rejects, summary: Summary, bar: Progress, workers: int,
+         max_rejects: RejectLimit | None = None) -> None:
     """Read on this thread, score on a pool of ``workers`` threads, write here in input
     order, with at most two chunks per worker in flight. While the model loads (a
     GIL-bound import), this thread only reads ahead, which pyarrow does without the GIL."""
@@ -253,6 +258,8 @@ def _run(reader, scorer: ChunkScorer, output, rejects, summary: Summary, bar: Pr
                 rejects.write(result.rejects)
             summary.add(result.summary)
             bar.update(summary.rows_in, reader.progress())
+            if max_rejects is not None:
+                max_rejects.check(summary)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="formwise-score")
     try:

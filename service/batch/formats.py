@@ -18,12 +18,60 @@ REJECT_SCHEMA = pa.schema([("row", pa.int64()), ("id", pa.string()), ("fields", 
 
 MALFORMED_FIELD = "row"
 TEXT_DICTIONARY = pa.dictionary(pa.int32(), pa.string())
+BYTES_DICTIONARY = pa.dictionary(pa.int32(), pa.binary())  # CSV cells as read, before the UTF-8 check
 
 
 class BatchError(Exception):
     """A problem with the command's inputs, found before any row is scored (exit code 2)."""
 
     exit_code = 2
+
+
+class TooManyRejects(BatchError):
+    """--max-rejects was passed: the run stopped and wrote no output (exit code 3)."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class RejectLimit:
+    """``--max-rejects``: at most N rejected rows, or at most P % of the rows read. A share
+    is judged once MIN_ROWS_FOR_SHARE rows have been read (or at the end), so that one bad
+    first chunk of a good file does not stop it."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    MIN_ROWS_FOR_SHARE = 1000
+
+    @classmethod
+    def parse(cls, text: str) -> RejectLimit:
+        value = text.strip()
+        try:
+            if value.endswith("%"):
+                percent = float(value[:-1])
+                if not 0 <= percent < 100:
+                    raise ValueError
+                return cls(percent=percent)
+            count = int(value)
+            if count < 0:
+                raise ValueError
+            return cls(count=count)
+        except ValueError:
+            raise BatchError(f"--max-rejects '{text}': give a whole number of rows (1000) or a share below "
+                             "100 % (5%).") from None
+
+    def check(self, summary: Summary, final: bool = False) -> None:
+        """Raises TooManyRejects when the rows rejected so far pass the limit."""
+        if self.count is not None and summary.rows_rejected > self.count:
+            raise TooManyRejects(f"stopped: {summary.rows_rejected} rows rejected, more than --max-rejects "
+                                 f"{self.count}; no output was written (the file may not be what you meant "
+                                 "to score: see the first rejects with --rejects - or a smaller file).")
+        if self.percent is not None and summary.rows_in and (final or summary.rows_in >= self.MIN_ROWS_FOR_SHARE):
+            share = 100 * summary.rows_rejected / summary.rows_in
+            if share > self.percent:
+                raise TooManyRejects(f"stopped: {share:.1f} % of {summary.rows_in} rows rejected, more than "
+                                     f"--max-rejects {self.percent:g}%; no output was written.")
 
 
 @dataclass
@@ -65,6 +113,10 @@ def default_rejects_path(output: str) -> str | None:
 
 
 def check_columns(names: list[str], source: str) -> None:
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise BatchError(f"{source}: the column(s) {', '.join(repeated)} appear more than once in the header; "
+                         "keep one of each.")
     missing = [name for name in REQUIRED_COLUMNS if name not in names]
     if missing:
         raise BatchError(f"{source}: missing required column(s) {', '.join(missing)} "

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from formwise.service.batch.columns import ALLOWED_COLUMNS
 from formwise.service.batch.formats import (
+    BYTES_DICTIONARY,
     MALFORMED_FIELD,
     STDIO,
     TEXT_DICTIONARY,
@@ -66,17 +67,27 @@ class CsvReader:
                                                   invalid_row_handler=self._invalid_row),
                 # Every column as text; all but id dictionary-encoded while parsing, which is
                 # what validation works on (each distinct value is checked once).
+                # Bytes, not text: a row with bytes that are not UTF-8 becomes a reject (below)
+                # instead of stopping the whole run.
                 convert_options=pa_csv.ConvertOptions(
-                    column_types={name: pa.string() if name == "id" else TEXT_DICTIONARY for name in ALLOWED_COLUMNS},
+                    column_types={name: pa.binary() if name == "id" else BYTES_DICTIONARY for name in ALLOWED_COLUMNS},
                     strings_can_be_null=False, quoted_strings_can_be_null=False),
             )
+        except UnicodeDecodeError:
+            self._source.close()
+            raise _header_not_utf8(path) from None
         except pa.ArrowInvalid as error:
             self._source.close()
             if "Empty CSV file" in str(error):
                 raise BatchError(f"INPUT '{path}': the file is empty (no header line).") from None
+            if "UTF8" in str(error) or "UTF-8" in str(error):
+                raise _header_not_utf8(path) from None
             raise BatchError(f"INPUT '{path}': not a readable CSV file: {error}") from None
         try:
             check_columns(self._reader.schema.names, f"INPUT '{path}'")
+        except UnicodeDecodeError:
+            self.close()
+            raise _header_not_utf8(path) from None
         except BatchError:
             self.close()
             raise
@@ -117,13 +128,73 @@ class CsvReader:
             rows = _rows_skipping(self._next_row, batch.num_rows, skipped)
             self._next_row = int(rows[-1]) + 1
             malformed = self._malformed_table(self._take_malformed(rows[-1]))
-            yield TabularChunk({name: batch.column(name) for name in batch.schema.names}, rows, malformed)
+            columns, rows, undecodable = _as_text(batch, rows)
+            if undecodable is not None:
+                malformed = undecodable if malformed is None else pa.concat_tables([malformed, undecodable]).sort_by(
+                    "row")
+            yield TabularChunk(columns, rows, malformed)
         trailing = self._malformed_table(self._take_malformed(float("inf")))
         if trailing is not None:
             yield TabularChunk({}, np.zeros(0, dtype=np.int64), trailing)
 
     def close(self) -> None:
         self._source.close()
+
+
+def _header_not_utf8(path: str) -> BatchError:
+    return BatchError(f"INPUT '{path}': the header line is not UTF-8 text; save the file as UTF-8 "
+                      "(its rows may hold other bytes: those rows are rejected).")
+
+
+def _as_text(batch: pa.RecordBatch, rows: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray, pa.Table | None]:
+    """The batch's byte columns as UTF-8 text, without the rows whose bytes are not UTF-8,
+    which come back as rejects (row number, the fields that hold such bytes). A clean batch
+    costs one validating cast per column; only a batch with bad bytes is looked at value by
+    value (for the dictionary columns, each distinct value once)."""
+    columns, bad_by_column = {}, {}
+    for name in batch.schema.names:
+        column = batch.column(name)
+        text_type = TEXT_DICTIONARY if pa.types.is_dictionary(column.type) else pa.string()
+        try:
+            columns[name] = column.cast(text_type)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        if pa.types.is_dictionary(column.type):
+            good = np.array([_decodes(value) for value in column.dictionary.to_pylist()], dtype=bool)
+            bad = ~good[column.indices.to_numpy(zero_copy_only=False)]
+            dictionary = pa.array([value if ok else b"" for value, ok in zip(column.dictionary.to_pylist(), good,
+                                                                              strict=True)], pa.binary())
+            column = pa.DictionaryArray.from_arrays(column.indices, dictionary)
+        else:
+            values = column.to_pylist()
+            bad = np.array([not _decodes(value) for value in values], dtype=bool)
+            column = pa.array([b"" if is_bad else value for value, is_bad in zip(values, bad, strict=True)],
+                              pa.binary())
+        columns[name] = column.cast(text_type)
+        bad_by_column[name] = bad
+    if not bad_by_column:
+        return columns, rows, None
+    bad_rows = np.logical_or.reduce(list(bad_by_column.values()))
+    where = np.flatnonzero(bad_rows)
+    fields = [";".join(name for name, bad in bad_by_column.items() if bad[i]) for i in where]
+    ids = [value or None for value in columns["id"].take(pa.array(where)).to_pylist()] if "id" in columns else [
+        None] * len(where)  # an id that is not UTF-8 itself is left out (its bytes became "")
+    rejects = rejects_table(rows[where], ids, fields,
+                            ["Not UTF-8 text: save the file as UTF-8 (these bytes are in another encoding)."]
+                            * len(where))
+    keep = pa.array(~bad_rows)
+    return {name: column.filter(keep) for name, column in columns.items()}, rows[~bad_rows], rejects
+
+
+def _decodes(value: bytes | None) -> bool:
+    if value is None:
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _rows_skipping(first: int, count: int, skipped: np.ndarray) -> np.ndarray:

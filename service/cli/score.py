@@ -59,18 +59,28 @@ def _terminate_cleanly():
               help="local: this process, streaming; dask: partitions on a Dask cluster.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="With --engine dask: an existing cluster's scheduler (default: a local cluster).")
-def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler):
+@click.option("--max-rejects", default=None, metavar="N|P%",
+              help="Stop with exit code 3 and no output when more than N rows, or more than P % of the rows "
+                   "read, are rejected (local engine).")
+def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler, max_rejects):
     """Score every profile in INPUT into OUTPUT.
 
     INPUT and OUTPUT are .csv, .jsonl or .parquet (by extension), or '-' for JSON Lines on
     standard input/output. Rows that fail validation go to the rejects file, never into
     OUTPUT; the command ends with rows_in, rows_scored and rows_rejected. OUTPUT is written
-    to a temporary file and renamed at the end.
+    to a temporary file and renamed at the end. Exit codes: 0 done, 1 failed or every row
+    rejected, 2 unusable inputs (a file, a column), 3 stopped by --max-rejects.
     """
-    from formwise.service.batch.formats import BatchError
+    from formwise.service.batch.formats import BatchError, RejectLimit
 
     if scheduler and engine != "dask":
         fail("--scheduler needs --engine dask.", EXIT_USAGE)
+    if max_rejects is not None and engine == "dask":
+        fail("--max-rejects works with the local engine only.", EXIT_USAGE)
+    try:
+        reject_limit = None if max_rejects is None else RejectLimit.parse(max_rejects)
+    except BatchError as error:
+        fail(str(error), EXIT_USAGE)
     show_progress = not quiet and sys.stderr.isatty()
     try:
         with _terminate_cleanly():
@@ -83,7 +93,8 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
                 from formwise.service.batch.files import score_file
 
                 summary = score_file(input_path, output_path, rejects_path, chunk_size=chunk_size, limit=limit,
-                                     locale=vocab.resolve_locale(locale), progress=show_progress)
+                                     locale=vocab.resolve_locale(locale), progress=show_progress,
+                                     max_rejects=reject_limit)
     except BatchError as error:
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:
@@ -99,6 +110,8 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
     click.echo(summary.line(), err=output_path == STDIO)
     if summary.rows_rejected:
         click.echo(f"rejected rows: {summary.rejects_path or 'standard error'}", err=True)
+    if summary.rows_in and not summary.rows_scored:  # a file of nothing but rejects is not a success
+        fail(f"no row was scored: all {summary.rows_rejected} were rejected.", EXIT_FAILED)
 
 
 def fail(message: str, code: int):
