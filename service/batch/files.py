@@ -33,6 +33,7 @@ from formwise.service.batch.formats import (
     REJECT_SCHEMA,
     STDIO,
     BatchError,
+    CsvOptions,
     RejectLimit,
     Summary,
     default_rejects_path,
@@ -93,7 +94,7 @@ def _duration(seconds: float) -> str:
 def score_file(input_path: str, output_path: str, rejects_path: str | None = None, *,
                chunk_size: int = DEFAULT_CHUNK_SIZE, limit: int = 3, locale: str = "en",
                progress: bool = False, workers: int | None = None, recommender=None,
-               max_rejects: RejectLimit | None = None) -> Summary:
+               max_rejects: RejectLimit | None = None, csv_options: CsvOptions | None = None) -> Summary:
     """Score INPUT into OUTPUT (and the rejects file); returns the counts. Raises
     BatchError before writing anything when the inputs are unusable."""
     output_kind = file_format(output_path, "OUTPUT")
@@ -109,7 +110,7 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
             output_path).resolve():
         raise BatchError(f"--rejects '{rejects_path}' is OUTPUT; give the rejects another file.")
     _skip_pandas()
-    reader = open_reader(input_path, chunk_size)
+    reader = open_reader(input_path, chunk_size, csv_options or CsvOptions())
     _reuse_freed_memory()
     try:
         if recommender is None:  # load the model while the first chunks are read

@@ -11,6 +11,8 @@ import pyarrow as pa
 from formwise.service.batch.columns import ALLOWED_COLUMNS, REQUIRED_COLUMNS
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
+# Compressed CSV and JSON Lines, in and out, by the last suffix (pyarrow's codecs)
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 STDIO = "-"
 DEFAULT_CHUNK_SIZE = 65_536
 REJECT_SCHEMA = pa.schema([("row", pa.int64()), ("id", pa.string()), ("fields", pa.string()),
@@ -25,6 +27,21 @@ class BatchError(Exception):
     """A problem with the command's inputs, found before any row is scored (exit code 2)."""
 
     exit_code = 2
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read a CSV export as it is: its delimiter (None: the header's most frequent of
+    , ; tab |), its encoding (read as UTF-8 after pyarrow transcodes it), and whether
+    columns formwise does not know are skipped instead of refused. Header names match
+    without regard to case or surrounding spaces."""
+
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    ignore_extra: bool = False
+
+
+DELIMITERS = (",", ";", "\t", "|")
 
 
 class TooManyRejects(BatchError):
@@ -90,26 +107,43 @@ class Summary:
         return f"rows_in={self.rows_in} rows_scored={self.rows_scored} rows_rejected={self.rows_rejected}"
 
 
+def compression_of(path: str) -> str | None:
+    """pyarrow's codec for a compressed file name (``scores.csv.gz``), else None."""
+    if path == STDIO:
+        return None
+    return COMPRESSIONS.get(Path(path).suffix.lower())
+
+
 def file_format(path: str, role: str) -> str:
-    """'csv', 'jsonl' or 'parquet' from the extension; '-' is JSON Lines."""
+    """'csv', 'jsonl' or 'parquet' from the extension (before a compression suffix: ``.csv.gz``,
+    ``.jsonl.zst``); '-' is JSON Lines."""
     if path == STDIO:
         return "jsonl"
-    suffix = Path(path).suffix.lower()
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    compressed = compression_of(path) is not None
+    suffix = (suffixes[-2] if len(suffixes) >= 2 else "") if compressed else (suffixes[-1] if suffixes else "")
     if suffix not in FORMATS:
         allowed = ", ".join(FORMATS)
-        raise BatchError(f"{role} '{path}': unknown format '{suffix or '(no extension)'}'; use one of {allowed} "
+        raise BatchError(f"{role} '{path}': unknown format '{suffix or '(no extension)'}'; use one of {allowed}, "
+                         f"CSV and JSON Lines optionally compressed ({', '.join('.csv' + c for c in COMPRESSIONS)}) "
                          f"(or '-' for JSON Lines on standard {'input' if role == 'INPUT' else 'output'}).")
+    if compressed and FORMATS[suffix] == "parquet":
+        raise BatchError(f"{role} '{path}': Parquet compresses its own columns; use '.parquet' without "
+                         f"'{Path(path).suffix}'.")
     return FORMATS[suffix]
 
 
 def default_rejects_path(output: str) -> str | None:
-    """``out.csv`` -> ``out.rejects.csv``; None for standard output (rejects go to stderr)."""
+    """``out.csv`` -> ``out.rejects.csv``, ``out.csv.gz`` -> ``out.rejects.csv.gz``; None for
+    standard output (rejects go to stderr)."""
     if output == STDIO:
         return None
     path = Path(output)
-    suffix = path.suffix if path.suffix.lower() in FORMATS else ".csv"
-    stem = path.stem if path.suffix.lower() in FORMATS else path.name
-    return str(path.with_name(f"{stem}.rejects{suffix}"))
+    compression = path.suffix if compression_of(output) else ""
+    base = path.with_suffix("") if compression else path
+    suffix = base.suffix if base.suffix.lower() in FORMATS else ".csv"
+    stem = base.stem if base.suffix.lower() in FORMATS else base.name
+    return str(path.with_name(f"{stem}.rejects{suffix}{compression}"))
 
 
 def check_columns(names: list[str], source: str) -> None:

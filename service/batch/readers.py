@@ -3,6 +3,7 @@ numbers of its rows (the CSV header is not a row, empty lines are)."""
 
 from __future__ import annotations
 
+import csv
 import os
 import sys
 import threading
@@ -19,11 +20,14 @@ import pyarrow.parquet as pq
 from formwise.service.batch.columns import ALLOWED_COLUMNS
 from formwise.service.batch.formats import (
     BYTES_DICTIONARY,
+    DELIMITERS,
     MALFORMED_FIELD,
     STDIO,
     TEXT_DICTIONARY,
     BatchError,
+    CsvOptions,
     check_columns,
+    compression_of,
     file_format,
     rejects_table,
 )
@@ -42,6 +46,9 @@ class JsonChunk:
     lines: list[bytes]
 
 
+DEFAULT_CSV = CsvOptions()
+
+
 class CsvReader:
     """pyarrow's streaming CSV reader, every column as text (validation is ours).
 
@@ -51,43 +58,37 @@ class CsvReader:
 
     kind = "tabular"
 
-    def __init__(self, path: str, chunk_size: int):
+    def __init__(self, path: str, chunk_size: int, options: CsvOptions = DEFAULT_CSV):
         self.path = path
         self._malformed: list[tuple[int, int]] = []  # (line number, values found)
         self._lock = threading.Lock()
         self._next_row = 1
-        self._source = pa.OSFile(path, "rb")
-        self.size = os.path.getsize(path)
-        block_size = _csv_block_size(path, chunk_size)
+        codec = compression_of(path)
+        names, delimiter, sample = _read_header(path, codec, options)
+        self._raw = pa.OSFile(path, "rb")
+        self._source = pa.CompressedInputStream(self._raw, codec) if codec else self._raw
+        self.size = os.path.getsize(path)  # progress follows the bytes read from the file itself
+        block_size = _csv_block_size(sample, chunk_size)
         try:
             self._reader = pa_csv.open_csv(
                 self._source,
-                read_options=pa_csv.ReadOptions(block_size=block_size, use_threads=False),
-                parse_options=pa_csv.ParseOptions(ignore_empty_lines=False, newlines_in_values=False,
-                                                  invalid_row_handler=self._invalid_row),
-                # Every column as text; all but id dictionary-encoded while parsing, which is
-                # what validation works on (each distinct value is checked once).
-                # Bytes, not text: a row with bytes that are not UTF-8 becomes a reject (below)
-                # instead of stopping the whole run.
+                read_options=pa_csv.ReadOptions(block_size=block_size, use_threads=False, column_names=names,
+                                                skip_rows=1, encoding=options.encoding),
+                parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False,
+                                                  newlines_in_values=False, invalid_row_handler=self._invalid_row),
+                # Every column as bytes (a row whose bytes are not UTF-8 becomes a reject below,
+                # instead of stopping the run), all but id dictionary-encoded while parsing,
+                # which is what validation works on (each distinct value is checked once).
                 convert_options=pa_csv.ConvertOptions(
                     column_types={name: pa.binary() if name == "id" else BYTES_DICTIONARY for name in ALLOWED_COLUMNS},
+                    include_columns=[name for name in names if not name.startswith(EXTRA_PREFIX)],
                     strings_can_be_null=False, quoted_strings_can_be_null=False),
             )
-        except UnicodeDecodeError:
-            self._source.close()
-            raise _header_not_utf8(path) from None
         except pa.ArrowInvalid as error:
-            self._source.close()
-            if "Empty CSV file" in str(error):
-                raise BatchError(f"INPUT '{path}': the file is empty (no header line).") from None
-            if "UTF8" in str(error) or "UTF-8" in str(error):
-                raise _header_not_utf8(path) from None
+            self._raw.close()
             raise BatchError(f"INPUT '{path}': not a readable CSV file: {error}") from None
         try:
             check_columns(self._reader.schema.names, f"INPUT '{path}'")
-        except UnicodeDecodeError:
-            self.close()
-            raise _header_not_utf8(path) from None
         except BatchError:
             self.close()
             raise
@@ -99,7 +100,7 @@ class CsvReader:
 
     def progress(self) -> float | None:
         try:
-            return min(1.0, self._source.tell() / self.size) if self.size else None
+            return min(1.0, self._raw.tell() / self.size) if self.size else None
         except (OSError, ValueError):
             return None
 
@@ -209,13 +210,50 @@ def _rows_skipping(first: int, count: int, skipped: np.ndarray) -> np.ndarray:
         rows = shifted
 
 
-def _csv_block_size(path: str, chunk_size: int) -> int:
-    """Bytes per block for about ``chunk_size`` rows, from the first 256 KiB."""
-    with open(path, "rb") as handle:
-        sample = handle.read(256 * 1024)
+def _csv_block_size(sample: bytes, chunk_size: int) -> int:
+    """Bytes per block for about ``chunk_size`` rows, from the first 256 KiB (decompressed)."""
     lines = max(sample.count(b"\n"), 1)
     per_row = max(len(sample) / lines, 8)
     return int(min(max(chunk_size * per_row, 64 * 1024), 1 << 30))
+
+
+EXTRA_PREFIX = "__extra_"  # a column --ignore-extra skips (pyarrow needs a name for it)
+SAMPLE_BYTES = 256 * 1024
+
+
+def _read_header(path: str, codec: str | None, options: CsvOptions) -> tuple[list[str], str, bytes]:
+    """The header's columns as formwise names (matched without regard to case or spaces;
+    unknown ones refused, or named for skipping with --ignore-extra), the delimiter (given,
+    or the header's most frequent of , ; tab |) and a sample of the file's start."""
+    with pa.input_stream(path, compression=codec) as stream:
+        sample = stream.read(SAMPLE_BYTES)
+    if not sample.strip():
+        raise BatchError(f"INPUT '{path}': the file is empty (no header line).")
+    line = sample.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = line.decode(options.encoding).lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise _header_not_utf8(path) if options.encoding.replace("-", "").lower() == "utf8" else BatchError(
+            f"INPUT '{path}': the header line is not {options.encoding} text; check --encoding.") from None
+    except LookupError:
+        raise BatchError(f"--encoding '{options.encoding}' is not an encoding Python knows "
+                         "(utf-8, latin-1, cp1252, ...).") from None
+    delimiter = options.delimiter or max(DELIMITERS, key=text.count)
+    if not options.delimiter and not any(text.count(candidate) for candidate in DELIMITERS):
+        delimiter = ","
+    cells = next(csv.reader([text], delimiter=delimiter))
+    known = {name.lower(): name for name in ALLOWED_COLUMNS}
+    names, unknown = [], []
+    for position, cell in enumerate(cells):
+        name = known.get(cell.strip().lower())
+        if name is None:
+            unknown.append(cell)
+            name = f"{EXTRA_PREFIX}{position}"
+        names.append(name)
+    if unknown and not options.ignore_extra:
+        raise BatchError(f"INPUT '{path}': unknown column(s) {', '.join(unknown)}; allowed columns: "
+                         f"{', '.join(ALLOWED_COLUMNS)} (add --ignore-extra to skip the others).")
+    return names, delimiter, sample
 
 
 class ParquetReader:
@@ -267,9 +305,14 @@ class JsonLinesReader:
     def __init__(self, path: str, chunk_size: int):
         self.path = path
         self.chunk_size = chunk_size
+        self._raw = None
         if path == STDIO:
             self._handle = sys.stdin.buffer
             self.size = None
+        elif compression_of(path):
+            self._raw = pa.OSFile(path, "rb")
+            self._handle = _lines(pa.CompressedInputStream(self._raw, compression_of(path)))
+            self.size = os.path.getsize(path)
         else:
             self._handle = open(path, "rb")  # noqa: SIM115 - closed by close()
             self.size = os.path.getsize(path)
@@ -278,7 +321,7 @@ class JsonLinesReader:
         if not self.size:
             return None
         try:
-            return min(1.0, self._handle.tell() / self.size)
+            return min(1.0, (self._raw or self._handle).tell() / self.size)
         except (OSError, ValueError):
             return None
 
@@ -293,15 +336,31 @@ class JsonLinesReader:
             yield JsonChunk(rows, lines)
 
     def close(self) -> None:
-        if self._handle is not sys.stdin.buffer:
+        if self._raw is not None:
+            self._raw.close()
+        elif self._handle is not sys.stdin.buffer:
             self._handle.close()
 
 
-def open_reader(path: str, chunk_size: int):
+def _lines(stream, block_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a decompressing stream (which has no readline), each with its newline."""
+    pending = b""
+    while block := stream.read(block_bytes):
+        pending += block
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line + b"\n"
+    if pending:
+        yield pending
+
+
+def open_reader(path: str, chunk_size: int, csv_options: CsvOptions = DEFAULT_CSV):
     kind = file_format(path, "INPUT")
     if path != STDIO and not Path(path).exists():
         raise BatchError(f"INPUT '{path}': no such file.")
     if path != STDIO and Path(path).is_dir():
         raise BatchError(f"INPUT '{path}' is a directory; the local engine reads one file "
                          "(--engine dask reads a directory or a glob).")
-    return {"csv": CsvReader, "parquet": ParquetReader, "jsonl": JsonLinesReader}[kind](path, chunk_size)
+    if kind == "csv":
+        return CsvReader(path, chunk_size, csv_options)
+    return {"parquet": ParquetReader, "jsonl": JsonLinesReader}[kind](path, chunk_size)

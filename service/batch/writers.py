@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from formwise.service.batch.formats import (
     STDIO,
     BatchError,
+    compression_of,
     file_format,
 )
 
@@ -40,7 +41,9 @@ class AtomicFile:
         if not target.parent.exists():
             raise BatchError(f"'{path}': the folder '{target.parent}' does not exist.")
         self.temporary = str(target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
-        self.handle = open(self.temporary, "wb")  # noqa: SIM115 - closed by commit() or discard()
+        codec = compression_of(path)  # out.csv.gz: compressed as it is written
+        self.handle = (pa.CompressedOutputStream(self.temporary, codec) if codec
+                       else open(self.temporary, "wb"))  # noqa: SIM115 - closed by commit() or discard()
 
     def write(self, data) -> None:
         """All of ``data``: a buffered write may stop short when a pipe reader goes away

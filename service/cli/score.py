@@ -59,10 +59,17 @@ def _terminate_cleanly():
               help="local: this process, streaming; dask: partitions on a Dask cluster.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="With --engine dask: an existing cluster's scheduler (default: a local cluster).")
+@click.option("--delimiter", default=None, metavar="CHAR",
+              help="CSV input: the delimiter (default: the header's most frequent of , ; tab |). 'tab' for a tab.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="CSV input: its text encoding (latin-1, cp1252, ...).")
+@click.option("--ignore-extra", is_flag=True,
+              help="CSV input: skip columns formwise does not know instead of stopping.")
 @click.option("--max-rejects", default=None, metavar="N|P%",
               help="Stop with exit code 3 and no output when more than N rows, or more than P % of the rows "
                    "read, are rejected (local engine).")
-def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler, max_rejects):
+def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler, delimiter,
+          encoding, ignore_extra, max_rejects):
     """Score every profile in INPUT into OUTPUT.
 
     INPUT and OUTPUT are .csv, .jsonl or .parquet (by extension), or '-' for JSON Lines on
@@ -71,7 +78,7 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
     to a temporary file and renamed at the end. Exit codes: 0 done, 1 failed or every row
     rejected, 2 unusable inputs (a file, a column), 3 stopped by --max-rejects.
     """
-    from formwise.service.batch.formats import BatchError, RejectLimit
+    from formwise.service.batch.formats import BatchError, CsvOptions, RejectLimit
 
     if scheduler and engine != "dask":
         fail("--scheduler needs --engine dask.", EXIT_USAGE)
@@ -81,6 +88,13 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
         reject_limit = None if max_rejects is None else RejectLimit.parse(max_rejects)
     except BatchError as error:
         fail(str(error), EXIT_USAGE)
+    if delimiter is not None:
+        delimiter = "\t" if delimiter.lower() in ("tab", "\\t") else delimiter
+        if len(delimiter) != 1 or delimiter in "\r\n\"":
+            fail(f"--delimiter must be one character (or 'tab'), not {delimiter!r}.", EXIT_USAGE)
+    csv_options = CsvOptions(delimiter=delimiter, encoding=encoding, ignore_extra=ignore_extra)
+    if engine == "dask" and csv_options != CsvOptions():
+        fail("--delimiter, --encoding and --ignore-extra work with the local engine only.", EXIT_USAGE)
     show_progress = not quiet and sys.stderr.isatty()
     try:
         with _terminate_cleanly():
@@ -94,7 +108,7 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
 
                 summary = score_file(input_path, output_path, rejects_path, chunk_size=chunk_size, limit=limit,
                                      locale=vocab.resolve_locale(locale), progress=show_progress,
-                                     max_rejects=reject_limit)
+                                     max_rejects=reject_limit, csv_options=csv_options)
     except BatchError as error:
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:
