@@ -109,6 +109,7 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
     if rejects_path is not None and output_path != STDIO and Path(rejects_path).resolve() == Path(
             output_path).resolve():
         raise BatchError(f"--rejects '{rejects_path}' is OUTPUT; give the rejects another file.")
+    started = time.perf_counter()
     _skip_pandas()
     reader = open_reader(input_path, chunk_size, csv_options or CsvOptions())
     _reuse_freed_memory()
@@ -127,6 +128,8 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
             with signals_deferred():  # an interrupt lands once both files exist and are known here
                 output = LinesWriter(output_path) if output_kind == "jsonl" else TableWriter(output_path, output_kind)
                 rejects = open_rejects(rejects_path)
+            for written in (output, rejects):
+                summary.stale_removed += getattr(getattr(written, "file", None), "removed_stale", [])
             _run(reader, scorer, output, rejects, summary, bar, workers, max_rejects)  # BLAS stays on one thread
             if max_rejects is not None:
                 max_rejects.check(summary, final=True)
@@ -140,9 +143,21 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
                     written.discard()
             raise
         bar.finish(summary.rows_in)
+        summary.seconds = time.perf_counter() - started
+        summary.versions = {"formwise": _version(), "knowledge_base": scorer.recommender.version,
+                            "model": scorer.recommender.model_version}
         return summary
     finally:
         reader.close()
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("formwise")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 @contextlib.contextmanager
@@ -257,6 +272,7 @@ def _run(reader, scorer: ChunkScorer, output, rejects, summary: Summary, bar: Pr
                 output.write(result.output)
             if result.rejects is not None and result.rejects.num_rows:
                 rejects.write(result.rejects)
+                summary.count_rejects(result.rejects)
             summary.add(result.summary)
             bar.update(summary.rows_in, reader.progress())
             if max_rejects is not None:

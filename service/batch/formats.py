@@ -97,6 +97,29 @@ class Summary:
     rows_scored: int = 0
     rows_rejected: int = 0
     rejects_path: str | None = field(default=None, compare=False)  # where the rejects went (None: stderr)
+    stale_removed: list[str] = field(default_factory=list, compare=False)  # left by a killed run, removed
+    # for --summary-json: what was rejected, how long it took, with which knowledge base and model
+    rejected_fields: dict[str, int] = field(default_factory=dict, compare=False)
+    reasons: dict[str, int] = field(default_factory=dict, compare=False)
+    seconds: float = field(default=0.0, compare=False)
+    versions: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def count_rejects(self, rejects: pa.Table) -> None:
+        """Adds a chunk's rejects to the counts by field and by reason (distinct values only)."""
+        for column, counts in (("fields", self.rejected_fields), ("reason", self.reasons)):
+            for item in rejects.column(column).value_counts().to_pylist():
+                keys = (item["values"] or "").split(";") if column == "fields" else [item["values"] or ""]
+                for key in keys:
+                    counts[key] = counts.get(key, 0) + item["counts"]
+
+    def as_json(self, top_reasons: int = 20) -> dict:
+        reasons = sorted(self.reasons.items(), key=lambda pair: (-pair[1], pair[0]))[:top_reasons]
+        return {"rows_in": self.rows_in, "rows_scored": self.rows_scored, "rows_rejected": self.rows_rejected,
+                "rejects": self.rejects_path, "rejected_fields": dict(sorted(self.rejected_fields.items())),
+                "reasons": [{"reason": reason, "rows": rows} for reason, rows in reasons],
+                "distinct_reasons": len(self.reasons), "seconds": round(self.seconds, 3),
+                "rows_per_second": round(self.rows_in / self.seconds) if self.seconds else None,
+                "versions": self.versions}
 
     def add(self, other: Summary) -> None:
         self.rows_in += other.rows_in

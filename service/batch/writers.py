@@ -5,6 +5,7 @@ as a formula defused."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import sys
 import uuid
@@ -25,6 +26,33 @@ from formwise.service.batch.formats import (
 )
 
 
+def remove_stale_temporaries(target: Path) -> list[str]:
+    """Removes the temporary files an earlier run to ``target`` left when it was killed
+    (``.NAME.PID.RANDOM.tmp`` whose process is gone: a SIGKILL skips every clean-up); a run
+    that is still writing (its process alive) keeps its file. Returns what was removed."""
+    removed = []
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        parts = candidate.name[len(target.name) + 2:].split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        if _process_alive(int(parts[0])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+            removed.append(str(candidate))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 class AtomicFile:
     """A temporary file beside ``path``, renamed over it by commit() and removed by
     discard(); '-' writes straight to standard output."""
@@ -40,6 +68,7 @@ class AtomicFile:
             raise BatchError(f"'{path}' is a directory; give a file name.")
         if not target.parent.exists():
             raise BatchError(f"'{path}': the folder '{target.parent}' does not exist.")
+        self.removed_stale = remove_stale_temporaries(target)
         self.temporary = str(target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
         codec = compression_of(path)  # out.csv.gz: compressed as it is written
         self.handle = (pa.CompressedOutputStream(self.temporary, codec) if codec

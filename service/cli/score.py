@@ -65,11 +65,13 @@ def _terminate_cleanly():
               help="CSV input: its text encoding (latin-1, cp1252, ...).")
 @click.option("--ignore-extra", is_flag=True,
               help="CSV input: skip columns formwise does not know instead of stopping.")
+@click.option("--summary-json", "summary_path", default=None, metavar="FILE",
+              help="Also write the run's summary as JSON: counts, rejects by field and reason, time, versions.")
 @click.option("--max-rejects", default=None, metavar="N|P%",
               help="Stop with exit code 3 and no output when more than N rows, or more than P % of the rows "
                    "read, are rejected (local engine).")
 def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler, delimiter,
-          encoding, ignore_extra, max_rejects):
+          encoding, ignore_extra, summary_path, max_rejects):
     """Score every profile in INPUT into OUTPUT.
 
     INPUT and OUTPUT are .csv, .jsonl or .parquet (by extension), or '-' for JSON Lines on
@@ -121,11 +123,27 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
         fail("the output pipe was closed before the end.", EXIT_FAILED)
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}; no output was written.", EXIT_FAILED)
+    if summary_path is not None:
+        _write_summary(summary_path, {"input": input_path, "output": output_path, "engine": engine,
+                                      **summary.as_json()})
+    for stale in summary.stale_removed:
+        click.echo(f"removed {stale}: a temporary file a killed run to the same output left", err=True)
     click.echo(summary.line(), err=output_path == STDIO)
     if summary.rows_rejected:
         click.echo(f"rejected rows: {summary.rejects_path or 'standard error'}", err=True)
     if summary.rows_in and not summary.rows_scored:  # a file of nothing but rejects is not a success
         fail(f"no row was scored: all {summary.rows_rejected} were rejected.", EXIT_FAILED)
+
+
+def _write_summary(path: str, summary: dict) -> None:
+    import json
+
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+    except OSError as error:
+        fail(f"--summary-json '{path}': {error.strerror}; the output was written.", EXIT_FAILED)
 
 
 def fail(message: str, code: int):

@@ -1,0 +1,52 @@
+"""Honest summaries and leftovers (issue 22, part 5, first steps): --summary-json writes the
+counts, the rejects by field and reason, the time and the versions; a temporary file that a
+killed run left beside the output is removed by the next run to the same output (and one
+that a running process still writes is kept)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from formwise.service.cli.main import main
+
+CSV = ("id,age,goals\n" + "".join(f"ok{n},40,sleep\n" for n in range(8)) + "old,400,sleep\nbad,40,naps\n"
+       "worse,-1,naps\n")
+
+
+def test_the_summary_json_counts_what_happened(runner, tmp_path):
+    (tmp_path / "in.csv").write_text(CSV)
+    result = runner.invoke(main, ["score", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv"),
+                                  "--summary-json", str(tmp_path / "summary.json"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["rows_in"], summary["rows_scored"], summary["rows_rejected"]) == (11, 8, 3)
+    assert summary["rows_in"] == summary["rows_scored"] + summary["rows_rejected"]
+    assert summary["rejected_fields"] == {"age": 2, "goals": 2}  # "worse" has both
+    assert sum(item["rows"] for item in summary["reasons"]) == 3 and summary["distinct_reasons"] == 3
+    assert summary["rejects"] == str(tmp_path / "out.rejects.csv") and summary["input"] == str(tmp_path / "in.csv")
+    assert summary["seconds"] > 0 and summary["rows_per_second"] > 0
+    assert summary["versions"]["knowledge_base"] and summary["versions"]["model"].startswith("pairwise-")
+
+
+def test_a_temporary_file_left_by_a_killed_run_is_removed_by_the_next(runner, tmp_path):
+    (tmp_path / "in.csv").write_text(CSV)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that no longer runs, like a run killed with SIGKILL
+    stale = tmp_path / f".out.csv.{dead.pid}.0badc0de.tmp"
+    stale.write_bytes(b"half a file")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = tmp_path / f".out.csv.{alive.pid}.0badc0de.tmp"  # another run still writing
+        running.write_bytes(b"being written")
+        result = runner.invoke(main, ["score", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv")])
+        assert result.exit_code == 0
+        assert not stale.exists() and running.exists()
+        assert f"removed {stale}" in result.output
+    finally:
+        alive.send_signal(signal.SIGTERM)
+        alive.wait()
+    assert os.listdir(tmp_path).count("out.csv") == 1
