@@ -257,18 +257,28 @@ def _read_header(path: str, codec: str | None, options: CsvOptions) -> tuple[lis
 
 
 class ParquetReader:
+    """A Parquet file in batches. Column names match the contract's without regard to case
+    or spaces (a warehouse's ``EGFR``); columns formwise does not know are refused, or
+    skipped with --ignore-extra; DECIMAL columns are read as numbers (whole ones as integers)."""
+
     kind = "tabular"
 
-    def __init__(self, path: str, chunk_size: int):
+    def __init__(self, path: str, chunk_size: int, ignore_extra: bool = False):
         self.path = path
         try:
             self._file = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as error:
             raise BatchError(f"INPUT '{path}': not a readable Parquet file: {error}") from None
-        self.names = self._file.schema_arrow.names
-        check_columns(self.names, f"INPUT '{path}'")
+        known = {name.lower(): name for name in ALLOWED_COLUMNS}
+        self.names = {name: known.get(name.strip().lower()) for name in self._file.schema_arrow.names}
+        unknown = [name for name, canonical in self.names.items() if canonical is None]
+        if unknown and not ignore_extra:
+            raise BatchError(f"INPUT '{path}': unknown column(s) {', '.join(unknown)}; allowed columns: "
+                             f"{', '.join(ALLOWED_COLUMNS)} (add --ignore-extra to skip the others).")
+        self.names = {name: canonical for name, canonical in self.names.items() if canonical is not None}
+        check_columns(list(self.names.values()), f"INPUT '{path}'")
         for column in self._file.schema_arrow:
-            if not readable_type(column.type):
+            if column.name in self.names and not readable_type(column.type):
                 raise BatchError(f"INPUT '{path}': column {column.name} holds {column.type}; use text, numbers, "
                                  "booleans or lists of text.")
         self.total = self._file.metadata.num_rows
@@ -280,14 +290,22 @@ class ParquetReader:
 
     def __iter__(self) -> Iterator[TabularChunk]:
         next_row = 1
-        for batch in self._file.iter_batches(batch_size=self.chunk_size, columns=self.names):
+        for batch in self._file.iter_batches(batch_size=self.chunk_size, columns=list(self.names)):
             rows = np.arange(next_row, next_row + batch.num_rows, dtype=np.int64)
             next_row += batch.num_rows
             self._done += batch.num_rows
-            yield TabularChunk({name: batch.column(name) for name in batch.schema.names}, rows)
+            yield TabularChunk({self.names[name]: _numbers_from_decimals(batch.column(name))
+                                for name in batch.schema.names}, rows)
 
     def close(self) -> None:
         self._file.close()
+
+
+def _numbers_from_decimals(column: pa.Array) -> pa.Array:
+    """A DECIMAL column as the numbers it holds: integers when it has no decimal places."""
+    if not pa.types.is_decimal(column.type):
+        return column
+    return column.cast(pa.int64() if column.type.scale == 0 else pa.float64())
 
 
 def readable_type(kind: pa.DataType) -> bool:
@@ -296,7 +314,8 @@ def readable_type(kind: pa.DataType) -> bool:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
     return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
-            or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind))
+            or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_boolean(kind)
+            or pa.types.is_null(kind))
 
 
 class JsonLinesReader:
@@ -363,4 +382,6 @@ def open_reader(path: str, chunk_size: int, csv_options: CsvOptions = DEFAULT_CS
                          "(--engine dask reads a directory or a glob).")
     if kind == "csv":
         return CsvReader(path, chunk_size, csv_options)
-    return {"parquet": ParquetReader, "jsonl": JsonLinesReader}[kind](path, chunk_size)
+    if kind == "parquet":
+        return ParquetReader(path, chunk_size, ignore_extra=csv_options.ignore_extra)
+    return JsonLinesReader(path, chunk_size)

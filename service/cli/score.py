@@ -64,7 +64,7 @@ def _terminate_cleanly():
 @click.option("--encoding", default="utf-8", show_default=True,
               help="CSV input: its text encoding (latin-1, cp1252, ...).")
 @click.option("--ignore-extra", is_flag=True,
-              help="CSV input: skip columns formwise does not know instead of stopping.")
+              help="CSV and Parquet input: skip columns formwise does not know instead of stopping.")
 @click.option("--summary-json", "summary_path", default=None, metavar="FILE",
               help="Also write the run's summary as JSON: counts, rejects by field and reason, time, versions.")
 @click.option("--max-rejects", default=None, metavar="N|P%",

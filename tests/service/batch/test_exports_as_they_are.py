@@ -112,3 +112,22 @@ def test_compressed_parquet_is_refused(runner, tmp_path):
     write(tmp_path / "in.csv", CLEAN.encode())
     result = run(runner, tmp_path / "in.csv", "-o", tmp_path / "out.parquet.gz")
     assert result.exit_code == 2 and "Parquet compresses its own columns" in result.output
+
+
+def test_a_warehouse_parquet_with_decimals_capital_names_and_extra_columns_scores_as_plain_numbers(runner, tmp_path):
+    from decimal import Decimal
+
+    import pyarrow.parquet as pq
+
+    ages, egfrs = [40, 70, 55], [Decimal("58.5"), Decimal("25.0"), None]
+    pq.write_table(pa.table({
+        "ID": ["w1", "w2", "w3"], " Age ": pa.array([Decimal(age) for age in ages], pa.decimal128(3, 0)),
+        "EGFR": pa.array(egfrs, pa.decimal128(5, 1)), "Segment": ["a", "b", "c"]}), tmp_path / "warehouse.parquet")
+    pq.write_table(pa.table({"id": ["w1", "w2", "w3"], "age": pa.array(ages, pa.int64()),
+                             "egfr": pa.array([58.5, 25.0, None], pa.float64())}), tmp_path / "plain.parquet")
+    refused = run(runner, tmp_path / "warehouse.parquet", "-o", tmp_path / "w.csv")
+    assert refused.exit_code == 2 and "unknown column(s) Segment" in refused.output
+    result = run(runner, tmp_path / "warehouse.parquet", "-o", tmp_path / "w.csv", "--ignore-extra")
+    assert result.exit_code == 0 and "rows_in=3 rows_scored=3" in result.output, result.output
+    assert run(runner, tmp_path / "plain.parquet", "-o", tmp_path / "p.csv").exit_code == 0
+    assert (tmp_path / "w.csv").read_text() == (tmp_path / "p.csv").read_text()
