@@ -10,7 +10,7 @@ rejects anything and never accepts what marshmallow refuses (tests/service/api/t
 checks both over random bodies).
 
 It understands the field kinds the request schemas use: the strict number, integer and
-boolean fields, strings, raw values, lists, nested schemas, with Range, OneOf, Length and
+boolean fields, strings, a batch item's id, raw values, lists, nested schemas, with Range, OneOf, Length and
 Regexp validators. Any other field falls back when it is present, and a schema with
 hooks (pre_load, validates_schema, ...) or renamed fields always falls back."""
 
@@ -65,7 +65,7 @@ def _validator_check(validator) -> Callable[[Any], bool]:
 def _type_check(field: fields.Field) -> Checker:
     """The value as marshmallow deserialises it, or FALLBACK."""
     # Imported here: formwise.service.api.schemas builds its schemas with this module's help.
-    from formwise.service.api.schemas import StrictBoolean, StrictInteger, StrictNumber
+    from formwise.service.api.schemas import ItemId, StrictBoolean, StrictInteger, StrictNumber
 
     kind = type(field)
     if kind is StrictInteger:
@@ -90,6 +90,8 @@ def _type_check(field: fields.Field) -> Checker:
         return lambda value: value
     if kind is fields.String:
         return lambda value: value if type(value) is str else FALLBACK
+    if kind is ItemId:  # text, or a whole number as its decimal text
+        return lambda value: value if type(value) is str else str(value) if type(value) is int else FALLBACK
     if kind is fields.List:
         inner = _field_check(field.inner)
 

@@ -12,7 +12,7 @@ from formwise.service.api.answer_schemas import BatchResponseSchema, Recommendat
 from formwise.service.api.errors import problem_body, problem_from_body, validation_problem_body
 from formwise.service.api.parsing import Blueprint
 from formwise.service.api.responses import json_response
-from formwise.service.api.schemas import BatchRequestSchema, RecommendationRequestSchema, load_batch_item
+from formwise.service.api.schemas import BatchRequestSchema, RecommendationRequestSchema, item_id_of, load_batch_item
 from formwise.service.ops.observability import record_batch_rows
 from formwise.service.settings import setting
 
@@ -98,7 +98,7 @@ class BatchRecommendations(MethodView):
         for position, item in enumerate(body["items"]):
             if position % 64 == 63:
                 deadline.check()
-            item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            item_id = item_id_of(item)
             try:
                 profile = load_batch_item(item)
             except ma.ValidationError as error:

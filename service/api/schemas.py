@@ -278,8 +278,21 @@ class HandoutRequestSchema(RecommendationRequestSchema):
     handout = fields.Nested(HandoutDetailsSchema, load_default=None, allow_none=True)
 
 
+class ItemId(fields.String):
+    """A batch item's id: text, or a whole number (as a warehouse's numeric keys arrive in a
+    JSON Lines export or a Parquet column), answered as its decimal text."""
+
+    default_error_messages = {"invalid": "Must be text or a whole number."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class BatchItemSchema(StrictSchema):
-    id = fields.String(required=True, validate=validate.Length(1, 200))
+    id = ItemId(required=True, validate=validate.Length(1, 200), metadata={
+        "description": "Your id for the item, 1-200 characters; a whole number is taken as its decimal text."})
     profile = fields.Raw(required=True, metadata={"description": "A profile, validated item by item."})
 
 
@@ -300,6 +313,14 @@ class BatchRequestSchema(StrictSchema):
 
 _profile_schema = ProfileSchema()
 _batch_item_schema = BatchItemSchema()
+
+
+def item_id_of(item) -> str | None:
+    """The id a result carries: the item's id as text (a whole number as its digits), else None."""
+    value = item.get("id") if isinstance(item, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) else None
 
 
 def load_batch_item(item) -> dict:

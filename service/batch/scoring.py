@@ -213,7 +213,7 @@ class ChunkScorer:
         import marshmallow as ma
 
         from formwise.service.api.errors import flatten_messages
-        from formwise.service.api.schemas import load_batch_item  # the batch endpoint's own validation
+        from formwise.service.api.schemas import item_id_of, load_batch_item  # the batch endpoint's own checks
 
         ids, profiles = [], []
         reject_rows, reject_ids, reject_fields, reject_reasons = [], [], [], []
@@ -232,7 +232,7 @@ class ChunkScorer:
                 reject_fields.append(MALFORMED_FIELD)
                 reject_reasons.append(f"Not valid JSON: {error}.")
                 continue
-            item_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            item_id = item_id_of(item)
             try:
                 profile = load_batch_item(item)
             except ma.ValidationError as error:

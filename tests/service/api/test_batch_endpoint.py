@@ -95,3 +95,26 @@ def test_a_body_without_items_is_a_422_problem(client):
     response = client.post(BATCH, json={"profiles": []})
     assert response.status_code == 422
     assert {error["field"] for error in response.get_json()["errors"]} >= {"items"}
+
+
+def test_a_whole_number_id_is_taken_as_its_text_as_the_files_take_it(client):
+    """A warehouse's numeric keys: the JSON Lines files and Parquet columns accept them, so
+    the endpoint does too (as text); other kinds of id are refused by name."""
+    items = [{"id": 42, "profile": {"age": 40}}, {"id": "42b", "profile": {"age": 40}},
+             {"id": True, "profile": {"age": 40}}, {"id": 4.5, "profile": {"age": 40}},
+             {"id": 10**250, "profile": {"age": 40}}]
+    results = client.post("/v1/recommendations/batch", json={"items": items}).get_json()["results"]
+    assert [result["id"] for result in results] == ["42", "42b", None, None, None]
+    assert [result["error"] is None for result in results] == [True, True, False, False, False]
+    assert {error["field"] for result in results[2:] for error in result["error"]["errors"]} == {"id"}
+
+
+def test_a_json_lines_file_with_numeric_ids_scores_them_as_the_endpoint_does(runner, tmp_path):
+    import json
+
+    from formwise.service.cli.main import main
+
+    (tmp_path / "in.jsonl").write_text('{"id": 7, "profile": {"age": 40}}\n{"id": false, "profile": {"age": 40}}\n')
+    result = runner.invoke(main, ["score", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")])
+    assert "rows_in=2 rows_scored=1 rows_rejected=1" in result.output
+    assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[0])["id"] == "7"
