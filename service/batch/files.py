@@ -94,19 +94,22 @@ def _duration(seconds: float) -> str:
 def score_file(input_path: str, output_path: str, rejects_path: str | None = None, *,
                chunk_size: int = DEFAULT_CHUNK_SIZE, limit: int = 3, locale: str = "en",
                progress: bool = False, workers: int | None = None, recommender=None,
-               max_rejects: RejectLimit | None = None, csv_options: CsvOptions | None = None) -> Summary:
+               max_rejects: RejectLimit | None = None, csv_options: CsvOptions | None = None,
+               validate_only: bool = False) -> Summary:
     """Score INPUT into OUTPUT (and the rejects file); returns the counts. Raises
     BatchError before writing anything when the inputs are unusable."""
-    output_kind = file_format(output_path, "OUTPUT")
+    output_kind = "none" if validate_only else file_format(output_path, "OUTPUT")
     if rejects_path is None:
-        rejects_path = default_rejects_path(output_path)
+        rejects_path = default_rejects_path(input_path if validate_only else output_path)
     elif rejects_path == STDIO:
         rejects_path = None
     if rejects_path is not None:
         file_format(rejects_path, "--rejects")
-    if input_path != STDIO and output_path != STDIO and Path(input_path).resolve() == Path(output_path).resolve():
+    if validate_only:
+        output_path = None
+    elif input_path != STDIO and output_path != STDIO and Path(input_path).resolve() == Path(output_path).resolve():
         raise BatchError(f"OUTPUT '{output_path}' is the INPUT file; write to another file.")
-    if rejects_path is not None and output_path != STDIO and Path(rejects_path).resolve() == Path(
+    if rejects_path is not None and output_path not in (STDIO, None) and Path(rejects_path).resolve() == Path(
             output_path).resolve():
         raise BatchError(f"--rejects '{rejects_path}' is OUTPUT; give the rejects another file.")
     started = time.perf_counter()
@@ -114,26 +117,30 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
     reader = open_reader(input_path, chunk_size, csv_options or CsvOptions())
     _reuse_freed_memory()
     try:
-        if recommender is None:  # load the model while the first chunks are read
+        if validate_only:  # the knowledge base's rules only: no model to load, nothing scored
+            kb = recommender.knowledge_base if recommender is not None else knowledge_base()
+            recommender = None
+        elif recommender is None:  # load the model while the first chunks are read
             kb = knowledge_base()
             recommender = _load_in_background(kb)
         else:
             kb = recommender.knowledge_base
-        scorer = ChunkScorer(recommender, output_kind, limit, locale, kb=kb)
+        scorer = ChunkScorer(recommender, output_kind, limit, locale, kb=kb, validate_only=validate_only)
         workers = workers or min(os.cpu_count() or 1, 8)
         bar = Progress(progress)
         summary = Summary(rejects_path=rejects_path)
         output = rejects = None
         try:
             with signals_deferred():  # an interrupt lands once both files exist and are known here
-                output = LinesWriter(output_path) if output_kind == "jsonl" else TableWriter(output_path, output_kind)
+                output = (NoOutput() if validate_only else LinesWriter(output_path) if output_kind == "jsonl"
+                          else TableWriter(output_path, output_kind))
                 rejects = open_rejects(rejects_path)
             for written in (output, rejects):
                 summary.stale_removed += getattr(getattr(written, "file", None), "removed_stale", [])
             _run(reader, scorer, output, rejects, summary, bar, workers, max_rejects)  # BLAS stays on one thread
             if max_rejects is not None:
                 max_rejects.check(summary, final=True)
-            empty = None if output_kind == "jsonl" else scorer.empty_output()
+            empty = None if output_kind in ("jsonl", "none") else scorer.empty_output()
             with signals_deferred():  # both files, or neither
                 rejects.commit(REJECT_SCHEMA.empty_table())
                 output.commit(empty)
@@ -144,11 +151,23 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
             raise
         bar.finish(summary.rows_in)
         summary.seconds = time.perf_counter() - started
-        summary.versions = {"formwise": _version(), "knowledge_base": scorer.recommender.version,
-                            "model": scorer.recommender.model_version}
+        summary.versions = {"formwise": _version(), **scorer.versions(kb)}
         return summary
     finally:
         reader.close()
+
+
+class NoOutput:
+    """--validate-only writes the rejects (and the summary) and nothing else."""
+
+    def write(self, part) -> None:
+        pass
+
+    def commit(self, empty=None) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
 
 
 def _version() -> str:

@@ -126,8 +126,9 @@ class Summary:
         self.rows_scored += other.rows_scored
         self.rows_rejected += other.rows_rejected
 
-    def line(self) -> str:
-        return f"rows_in={self.rows_in} rows_scored={self.rows_scored} rows_rejected={self.rows_rejected}"
+    def line(self, validated: bool = False) -> str:
+        done = "rows_valid" if validated else "rows_scored"
+        return f"rows_in={self.rows_in} {done}={self.rows_scored} rows_rejected={self.rows_rejected}"
 
 
 def compression_of(path: str) -> str | None:

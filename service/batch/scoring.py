@@ -111,14 +111,15 @@ class ChunkScorer:
     base, so it is ready at once."""
 
     def __init__(self, recommender, output_kind: str, limit: int = 3, locale: str = "en",
-                 rules: FieldRules | None = None, kb=None):
+                 rules: FieldRules | None = None, kb=None, validate_only: bool = False):
         from formwise.models.engine.medicines import MedicineIndex
 
+        self.validate_only = validate_only  # check rows and count them; no engine, no output
         self._recommender = recommender
         self.output_kind = output_kind
         self.limit = limit
         self.locale = locale
-        if isinstance(recommender, Future):
+        if recommender is None or isinstance(recommender, Future):
             kb = kb or knowledge_base()
             self.encoder = ColumnEncoder(rules=rules or field_rules(), form_ids=kb.form_ids,
                                          medicines=MedicineIndex(kb))
@@ -152,6 +153,12 @@ class ChunkScorer:
 
     def ready(self) -> bool:
         return not isinstance(self._recommender, Future) or self._recommender.done()
+
+    def versions(self, kb) -> dict[str, str | None]:
+        """The knowledge base and model the rows were checked (and scored) with."""
+        if self.validate_only:
+            return {"knowledge_base": kb.version, "model": None}
+        return {"knowledge_base": self.recommender.version, "model": self.recommender.model_version}
 
     def score(self, chunk) -> ChunkResult:
         if isinstance(chunk, JsonChunk):
@@ -189,6 +196,8 @@ class ChunkScorer:
         summary.rows_in += n
         summary.rows_scored += scored_count
         summary.rows_rejected += n - scored_count
+        if self.validate_only:
+            return ChunkResult(None, rejects, summary)
         if wants_answers:
             profiles = columnar.profile_dicts(encoded.batch, encoded.medications, self.encoder.form_ids)
             return ChunkResult(self._answer_lines(valid_ids.to_pylist(), profiles), rejects, summary)
@@ -247,6 +256,8 @@ class ChunkScorer:
             profiles.append(profile)
         summary = Summary(len(chunk.lines), len(profiles), len(reject_rows))
         rejects = rejects_table(reject_rows, reject_ids, reject_fields, reject_reasons) if reject_rows else None
+        if self.validate_only:
+            return ChunkResult(None, rejects, summary)
         if not profiles:
             return ChunkResult([] if self.output_kind == "jsonl" else None, rejects, summary)
         if self.output_kind == "jsonl":

@@ -43,7 +43,7 @@ def _terminate_cleanly():
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input_path", metavar="INPUT")
-@click.option("-o", "--output", "output_path", required=True, metavar="OUTPUT",
+@click.option("-o", "--output", "output_path", default=None, metavar="OUTPUT",
               help="Output file (.csv, .jsonl, .parquet; '-' for JSON Lines on standard output). "
                    "With --engine dask: a Parquet dataset folder.")
 @click.option("--rejects", "rejects_path", default=None, metavar="FILE",
@@ -65,13 +65,16 @@ def _terminate_cleanly():
               help="CSV input: its text encoding (latin-1, cp1252, ...).")
 @click.option("--ignore-extra", is_flag=True,
               help="CSV and Parquet input: skip columns formwise does not know instead of stopping.")
+@click.option("--validate-only", is_flag=True,
+              help="Check every row and write the rejects (and --summary-json) without scoring; no OUTPUT "
+                   "(rejects default to INPUT's name with .rejects).")
 @click.option("--summary-json", "summary_path", default=None, metavar="FILE",
               help="Also write the run's summary as JSON: counts, rejects by field and reason, time, versions.")
 @click.option("--max-rejects", default=None, metavar="N|P%",
               help="Stop with exit code 3 and no output when more than N rows, or more than P % of the rows "
                    "read, are rejected (local engine).")
 def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler, delimiter,
-          encoding, ignore_extra, summary_path, max_rejects):
+          encoding, ignore_extra, validate_only, summary_path, max_rejects):
     """Score every profile in INPUT into OUTPUT.
 
     INPUT and OUTPUT are .csv, .jsonl or .parquet (by extension), or '-' for JSON Lines on
@@ -84,6 +87,10 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
 
     if scheduler and engine != "dask":
         fail("--scheduler needs --engine dask.", EXIT_USAGE)
+    if validate_only and (output_path is not None or engine == "dask"):
+        fail("--validate-only writes no OUTPUT: leave out -o (and --engine dask).", EXIT_USAGE)
+    if output_path is None and not validate_only:
+        fail("give the OUTPUT file: -o OUTPUT (or --validate-only to check INPUT without scoring).", EXIT_USAGE)
     if max_rejects is not None and engine == "dask":
         fail("--max-rejects works with the local engine only.", EXIT_USAGE)
     try:
@@ -110,7 +117,8 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
 
                 summary = score_file(input_path, output_path, rejects_path, chunk_size=chunk_size, limit=limit,
                                      locale=vocab.resolve_locale(locale), progress=show_progress,
-                                     max_rejects=reject_limit, csv_options=csv_options)
+                                     max_rejects=reject_limit, csv_options=csv_options,
+                                     validate_only=validate_only)
     except BatchError as error:
         fail(str(error), error.exit_code)
     except KeyboardInterrupt:
@@ -124,14 +132,17 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}; no output was written.", EXIT_FAILED)
     if summary_path is not None:
+        counts = summary.as_json()
+        if validate_only:  # nothing was scored: the valid rows are what was counted
+            counts = {("rows_valid" if key == "rows_scored" else key): value for key, value in counts.items()}
         _write_summary(summary_path, {"input": input_path, "output": output_path, "engine": engine,
-                                      **summary.as_json()})
+                                      "validate_only": validate_only, **counts})
     for stale in summary.stale_removed:
         click.echo(f"removed {stale}: a temporary file a killed run to the same output left", err=True)
-    click.echo(summary.line(), err=output_path == STDIO)
+    click.echo(summary.line(validated=validate_only), err=output_path == STDIO)
     if summary.rows_rejected:
         click.echo(f"rejected rows: {summary.rejects_path or 'standard error'}", err=True)
-    if summary.rows_in and not summary.rows_scored:  # a file of nothing but rejects is not a success
+    if summary.rows_in and not summary.rows_scored and not validate_only:  # nothing but rejects: no success
         fail(f"no row was scored: all {summary.rows_rejected} were rejected.", EXIT_FAILED)
 
 

@@ -50,3 +50,35 @@ def test_a_temporary_file_left_by_a_killed_run_is_removed_by_the_next(runner, tm
         alive.send_signal(signal.SIGTERM)
         alive.wait()
     assert os.listdir(tmp_path).count("out.csv") == 1
+
+
+def test_validate_only_writes_the_rejects_a_scoring_run_would_and_nothing_else(runner, tmp_path):
+    for name in ("in.csv", "in.jsonl"):
+        source = tmp_path / name
+        if name.endswith(".csv"):
+            source.write_text(CSV)
+        else:
+            source.write_text("".join(json.dumps({"id": f"r{n}", "profile": {"age": age}}) + "\n"
+                                      for n, age in enumerate((40, 400, 50, -1))) + "not json\n")
+        scored = runner.invoke(main, ["score", str(source), "-o", str(tmp_path / f"scored-{name}"), "--quiet"])
+        checked = runner.invoke(main, ["score", str(source), "--validate-only", "--summary-json",
+                                       str(tmp_path / "checked.json"), "--quiet"])
+        assert checked.exit_code == 0, checked.output
+        stem, suffix = name.rsplit(".", 1)
+        rejects = (tmp_path / f"{stem}.rejects.{suffix}").read_text()  # named after INPUT, in its format
+        assert rejects == (tmp_path / f"scored-{stem}.rejects.{suffix}").read_text()
+        counts = scored.output.split()[0:3]
+        assert checked.output.split()[0:3] == [counts[0], counts[1].replace("rows_scored", "rows_valid"), counts[2]]
+        summary = json.loads((tmp_path / "checked.json").read_text())
+        assert summary["validate_only"] is True and summary["output"] is None and "rows_valid" in summary
+        assert summary["versions"]["model"] is None
+        (tmp_path / f"{stem}.rejects.{suffix}").unlink()
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("in.")) == ["in.csv", "in.jsonl"]
+
+
+def test_validate_only_and_an_output_exclude_each_other(runner, tmp_path):
+    (tmp_path / "in.csv").write_text(CSV)
+    both = runner.invoke(main, ["score", str(tmp_path / "in.csv"), "--validate-only", "-o", str(tmp_path / "o.csv")])
+    assert both.exit_code == 2 and "--validate-only writes no OUTPUT" in both.output
+    neither = runner.invoke(main, ["score", str(tmp_path / "in.csv")])
+    assert neither.exit_code == 2 and "-o OUTPUT" in neither.output
