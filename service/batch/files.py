@@ -125,7 +125,8 @@ def score_file(input_path: str, output_path: str, rejects_path: str | None = Non
             recommender = _load_in_background(kb)
         else:
             kb = recommender.knowledge_base
-        scorer = ChunkScorer(recommender, output_kind, limit, locale, kb=kb, validate_only=validate_only)
+        scorer = ChunkScorer(recommender, output_kind, limit, locale, kb=kb, validate_only=validate_only,
+                             max_line_bytes=(csv_options or CsvOptions()).max_line_bytes)
         workers = workers or min(os.cpu_count() or 1, 8)
         bar = Progress(progress)
         summary = Summary(rejects_path=rejects_path)

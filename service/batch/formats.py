@@ -31,14 +31,16 @@ class BatchError(Exception):
 
 @dataclass(frozen=True)
 class CsvOptions:
-    """How to read a CSV export as it is: its delimiter (None: the header's most frequent of
-    , ; tab |), its encoding (read as UTF-8 after pyarrow transcodes it), and whether
-    columns formwise does not know are skipped instead of refused. Header names match
-    without regard to case or surrounding spaces."""
+    """How to read a text export as it is: a CSV file's delimiter (None: the header's most
+    frequent of , ; tab |), its encoding (read as UTF-8 after pyarrow transcodes it), whether
+    columns formwise does not know are skipped instead of refused (CSV and Parquet), and the
+    longest line read (CSV and JSON Lines). Header names match without regard to case or
+    surrounding spaces."""
 
     delimiter: str | None = None
     encoding: str = "utf-8"
     ignore_extra: bool = False
+    max_line_bytes: int = 1 << 20  # a longer line (CSV or JSON Lines) is a reject, never read whole
 
 
 DELIMITERS = (",", ";", "\t", "|")

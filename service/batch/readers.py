@@ -4,6 +4,8 @@ numbers of its rows (the CSV header is not a row, empty lines are)."""
 from __future__ import annotations
 
 import csv
+import io
+import mmap
 import os
 import sys
 import threading
@@ -47,6 +49,99 @@ class JsonChunk:
 
 
 DEFAULT_CSV = CsvOptions()
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+# What an over-long line becomes on its way to the parser: one byte, so that the row keeps
+# its number and is rejected (a CSV row of one value where the header has several; a JSON
+# line that is not JSON), with the reason OVERLONG_REASON.
+PLACEHOLDER = b"\x00"
+OVERLONG_REASON = "Line longer than --max-line-bytes ({max_bytes:,} bytes): not read."
+
+
+def longest_line(path: str, stop_above: int, window: int = 64 << 20) -> int:
+    """The length of a file's longest line (without its newline), found with numpy a window at
+    a time (a pass over a file in the page cache costs a few ms per 100 MB); it stops as soon
+    as a line passes ``stop_above`` and returns that line's length so far."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    longest, last_newline = 0, -1
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        for start in range(0, size, window):
+            count = min(window, size - start)
+            view = np.frombuffer(mapped, dtype=np.uint8, count=count, offset=start)
+            newlines = np.flatnonzero(view == 10) + start
+            del view  # the map cannot close while a view holds it
+            if newlines.size:
+                longest = max(longest, int(np.diff(newlines, prepend=last_newline).max()) - 1)
+                last_newline = int(newlines[-1])
+            longest = max(longest, start + count - 1 - last_newline)  # the line still open at the window's end
+            if longest > stop_above:
+                return longest
+    return longest
+
+
+class LineLimitedFile(io.RawIOBase):
+    """A byte stream's lines, passed on, except lines longer than ``max_bytes``: each becomes
+    PLACEHOLDER and its line number (1 = the first line) is kept in ``overlong``. Memory
+    stays within one line's limit and one block whatever the input (a 2 GiB line is skipped,
+    never held). Blocks are at most ``max_bytes``, so only the line at each block's edge can
+    be too long: the lines inside a block pass on in one slice, not one by one."""
+
+    def __init__(self, source, max_bytes: int = DEFAULT_MAX_LINE_BYTES, block_bytes: int = 1 << 20):
+        self._source = source
+        self.max_bytes = max_bytes
+        self._block = max(1, min(block_bytes, max_bytes))
+        self._out = bytearray()
+        self._pending = bytearray()  # the start of the line that the last block did not finish
+        self._skipping = False  # inside a line already known to be too long
+        self._line = 1  # the number of the line that starts ``_pending``
+        self._eof = False
+        self.overlong: set[int] = set()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while len(self._out) < len(buffer) and not self._eof:
+            self._fill()
+        count = min(len(buffer), len(self._out))
+        buffer[:count] = self._out[:count]
+        del self._out[:count]
+        return count
+
+    def _too_long(self) -> None:
+        self.overlong.add(self._line)
+        self._pending.clear()
+        self._skipping = True
+
+    def _fill(self) -> None:
+        block = self._source.read(self._block)
+        if not block:
+            self._eof = True
+            self._out += PLACEHOLDER if self._skipping else self._pending
+            self._pending.clear()
+            return
+        first = block.find(b"\n")
+        if first < 0:  # no line ends here
+            if not self._skipping:
+                self._pending += block
+                if len(self._pending) > self.max_bytes:
+                    self._too_long()
+            return
+        if self._skipping:
+            self._out += PLACEHOLDER
+            self._skipping = False
+        elif len(self._pending) + first > self.max_bytes:
+            self.overlong.add(self._line)
+            self._out += PLACEHOLDER
+        else:
+            self._out += self._pending
+            self._out += block[:first]
+        self._pending.clear()
+        last = block.rfind(b"\n")
+        self._out += block[first:last + 1]  # the first line's newline, the lines inside, the last newline
+        self._line += block.count(b"\n", first, last + 1)
+        self._pending += block[last + 1:]
 
 
 class CsvReader:
@@ -67,11 +162,19 @@ class CsvReader:
         names, delimiter, sample = _read_header(path, codec, options)
         self._raw = pa.OSFile(path, "rb")
         self._source = pa.CompressedInputStream(self._raw, codec) if codec else self._raw
+        self._lines = LineLimitedFile(self._source, options.max_line_bytes)
+        # pyarrow reads a plain file without the GIL, while chunks are scored; it reads through
+        # the line filter (Python) only when the file holds a line over the limit, or is
+        # compressed (it cannot be scanned ahead cheaply). A block must hold two of the longest
+        # lines that get through, or pyarrow refuses the row that straddles blocks.
+        longest = options.max_line_bytes if codec else min(longest_line(path, options.max_line_bytes),
+                                                            options.max_line_bytes)
+        direct = not codec and longest < options.max_line_bytes
         self.size = os.path.getsize(path)  # progress follows the bytes read from the file itself
-        block_size = _csv_block_size(sample, chunk_size)
+        block_size = min(max(_csv_block_size(sample, chunk_size), 2 * longest + 2), 1 << 30)
         try:
             self._reader = pa_csv.open_csv(
-                self._source,
+                self._source if direct else self._lines,
                 read_options=pa_csv.ReadOptions(block_size=block_size, use_threads=False, column_names=names,
                                                 skip_rows=1, encoding=options.encoding),
                 parse_options=pa_csv.ParseOptions(delimiter=delimiter, ignore_empty_lines=False,
@@ -115,9 +218,11 @@ class CsvReader:
         if not taken:
             return None
         expected = len(self._reader.schema.names)
+        overlong = OVERLONG_REASON.format(max_bytes=self._lines.max_bytes)
         return rejects_table(
             [row for row, _ in taken], [None] * len(taken), [MALFORMED_FIELD] * len(taken),
-            [f"Malformed row: {count} values where the header has {expected} columns." for _, count in taken],
+            [overlong if row + 1 in self._lines.overlong else
+             f"Malformed row: {count} values where the header has {expected} columns." for row, count in taken],
         )
 
     def __iter__(self) -> Iterator[TabularChunk]:
@@ -321,26 +426,27 @@ def readable_type(kind: pa.DataType) -> bool:
 class JsonLinesReader:
     kind = "jsonl"
 
-    def __init__(self, path: str, chunk_size: int):
+    def __init__(self, path: str, chunk_size: int, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
         self.path = path
         self.chunk_size = chunk_size
         self._raw = None
         if path == STDIO:
-            self._handle = sys.stdin.buffer
+            source = sys.stdin.buffer
             self.size = None
-        elif compression_of(path):
-            self._raw = pa.OSFile(path, "rb")
-            self._handle = _lines(pa.CompressedInputStream(self._raw, compression_of(path)))
-            self.size = os.path.getsize(path)
         else:
-            self._handle = open(path, "rb")  # noqa: SIM115 - closed by close()
+            self._raw = pa.OSFile(path, "rb")
+            codec = compression_of(path)
+            source = pa.CompressedInputStream(self._raw, codec) if codec else self._raw
             self.size = os.path.getsize(path)
+        # lines over the limit arrive as PLACEHOLDER (the scorer rejects them by that)
+        self.max_line_bytes = max_line_bytes
+        self._handle = io.BufferedReader(LineLimitedFile(source, max_line_bytes), buffer_size=1 << 20)
 
     def progress(self) -> float | None:
         if not self.size:
             return None
         try:
-            return min(1.0, (self._raw or self._handle).tell() / self.size)
+            return min(1.0, self._raw.tell() / self.size)
         except (OSError, ValueError):
             return None
 
@@ -357,20 +463,6 @@ class JsonLinesReader:
     def close(self) -> None:
         if self._raw is not None:
             self._raw.close()
-        elif self._handle is not sys.stdin.buffer:
-            self._handle.close()
-
-
-def _lines(stream, block_bytes: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of a decompressing stream (which has no readline), each with its newline."""
-    pending = b""
-    while block := stream.read(block_bytes):
-        pending += block
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line + b"\n"
-    if pending:
-        yield pending
 
 
 def open_reader(path: str, chunk_size: int, csv_options: CsvOptions = DEFAULT_CSV):
@@ -384,4 +476,4 @@ def open_reader(path: str, chunk_size: int, csv_options: CsvOptions = DEFAULT_CS
         return CsvReader(path, chunk_size, csv_options)
     if kind == "parquet":
         return ParquetReader(path, chunk_size, ignore_extra=csv_options.ignore_extra)
-    return JsonLinesReader(path, chunk_size)
+    return JsonLinesReader(path, chunk_size, csv_options.max_line_bytes)

@@ -22,7 +22,13 @@ from formwise.service.batch.formats import (
     Summary,
     rejects_table,
 )
-from formwise.service.batch.readers import JsonChunk, TabularChunk
+from formwise.service.batch.readers import (
+    DEFAULT_MAX_LINE_BYTES,
+    OVERLONG_REASON,
+    PLACEHOLDER,
+    JsonChunk,
+    TabularChunk,
+)
 from formwise.service.batch.writers import NEEDS_QUOTES, CsvPart, any_match, defuse_formulas, render_csv
 
 
@@ -111,10 +117,12 @@ class ChunkScorer:
     base, so it is ready at once."""
 
     def __init__(self, recommender, output_kind: str, limit: int = 3, locale: str = "en",
-                 rules: FieldRules | None = None, kb=None, validate_only: bool = False):
+                 rules: FieldRules | None = None, kb=None, validate_only: bool = False,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
         from formwise.models.engine.medicines import MedicineIndex
 
         self.validate_only = validate_only  # check rows and count them; no engine, no output
+        self.max_line_bytes = max_line_bytes
         self._recommender = recommender
         self.output_kind = output_kind
         self.limit = limit
@@ -232,6 +240,12 @@ class ChunkScorer:
                 reject_ids.append(None)
                 reject_fields.append(columnar.EMPTY_ROW)
                 reject_reasons.append(self.encoder.messages["empty_row"])
+                continue
+            if line.rstrip(b"\n") == PLACEHOLDER:  # a line over --max-line-bytes, never read whole
+                reject_rows.append(row)
+                reject_ids.append(None)
+                reject_fields.append(MALFORMED_FIELD)
+                reject_reasons.append(OVERLONG_REASON.format(max_bytes=self.max_line_bytes))
                 continue
             try:
                 item = orjson.loads(line)

@@ -65,6 +65,9 @@ def _terminate_cleanly():
               help="CSV input: its text encoding (latin-1, cp1252, ...).")
 @click.option("--ignore-extra", is_flag=True,
               help="CSV and Parquet input: skip columns formwise does not know instead of stopping.")
+@click.option("--max-line-bytes", type=click.IntRange(1024, 1 << 30), default=1 << 20, show_default=True,
+              help="CSV and JSON Lines input: a longer line is rejected (row number and reason) without being "
+                   "read whole, and the run goes on.")
 @click.option("--validate-only", is_flag=True,
               help="Check every row and write the rejects (and --summary-json) without scoring; no OUTPUT "
                    "(rejects default to INPUT's name with .rejects).")
@@ -74,7 +77,7 @@ def _terminate_cleanly():
               help="Stop with exit code 3 and no output when more than N rows, or more than P % of the rows "
                    "read, are rejected (local engine).")
 def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quiet, engine, scheduler, delimiter,
-          encoding, ignore_extra, validate_only, summary_path, max_rejects):
+          encoding, ignore_extra, max_line_bytes, validate_only, summary_path, max_rejects):
     """Score every profile in INPUT into OUTPUT.
 
     INPUT and OUTPUT are .csv, .jsonl or .parquet (by extension), or '-' for JSON Lines on
@@ -101,9 +104,11 @@ def score(input_path, output_path, rejects_path, chunk_size, limit, locale, quie
         delimiter = "\t" if delimiter.lower() in ("tab", "\\t") else delimiter
         if len(delimiter) != 1 or delimiter in "\r\n\"":
             fail(f"--delimiter must be one character (or 'tab'), not {delimiter!r}.", EXIT_USAGE)
-    csv_options = CsvOptions(delimiter=delimiter, encoding=encoding, ignore_extra=ignore_extra)
+    csv_options = CsvOptions(delimiter=delimiter, encoding=encoding, ignore_extra=ignore_extra,
+                             max_line_bytes=max_line_bytes)
     if engine == "dask" and csv_options != CsvOptions():
-        fail("--delimiter, --encoding and --ignore-extra work with the local engine only.", EXIT_USAGE)
+        fail("--delimiter, --encoding, --ignore-extra and --max-line-bytes work with the local engine only.",
+             EXIT_USAGE)
     show_progress = not quiet and sys.stderr.isatty()
     try:
         with _terminate_cleanly():

@@ -95,3 +95,84 @@ def test_max_rejects_stops_a_run_that_is_mostly_garbage(runner, tmp_path, good, 
 def test_a_max_rejects_that_cannot_be_read_is_a_usage_error(runner, tmp_path, limit):
     result = run(runner, mostly_bad(tmp_path, 1, 0), "-o", tmp_path / "out.csv", "--max-rejects", limit)
     assert result.exit_code == 2 and "--max-rejects" in result.output
+
+
+def test_an_over_long_line_is_a_reject_and_the_run_goes_on(runner, tmp_path):
+    rows = [f"r{n},40,female,sleep,omeprazole" for n in range(1, 10_001)]
+    rows[5000] = 'big,40,female,sleep,"' + "x" * (3 << 20) + '"'  # row 5,001: a 3 MiB quoted cell
+    (tmp_path / "in.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    result = run(runner, tmp_path / "in.csv", "-o", tmp_path / "out.csv", "--chunk-size", "2048")
+    assert result.exit_code == 0, result.output
+    assert "rows_in=10000 rows_scored=9999 rows_rejected=1" in result.output
+    (reject,) = rows_of(tmp_path / "out.rejects.csv")
+    assert (reject["row"], reject["fields"]) == ("5001", "row") and "--max-line-bytes" in reject["reason"]
+    roomy = run(runner, tmp_path / "in.csv", "-o", tmp_path / "roomy.csv", "--max-line-bytes", str(4 << 20))
+    (reject,) = rows_of(tmp_path / "roomy.rejects.csv")  # read now, and rejected for what it holds
+    assert reject["row"] == "5001" and "--max-line-bytes" not in reject["reason"]
+    assert "rows_scored=9999" in roomy.output
+
+
+def test_an_over_long_json_line_and_one_in_a_gzipped_csv_are_rejects(runner, tmp_path):
+    import gzip
+    import json
+
+    lines = [json.dumps({"id": f"j{n}", "profile": {"age": 40}}) for n in range(4)]
+    lines[2] = json.dumps({"id": "huge", "profile": {"age": 40, "medications": ["m" * (2 << 20)]}})
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    result = run(runner, tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl")
+    assert "rows_in=4 rows_scored=3 rows_rejected=1" in result.output
+    reject = json.loads((tmp_path / "out.rejects.jsonl").read_text())
+    assert reject["row"] == 3 and "--max-line-bytes" in reject["reason"]
+    with gzip.open(tmp_path / "in.csv.gz", "wt") as handle:
+        handle.write(HEADER + "\nok,40,male,sleep,\nbig,40,male,sleep," + "y" * (2 << 20) + "\nok2,41,male,sleep,\n")
+    result = run(runner, tmp_path / "in.csv.gz", "-o", tmp_path / "z.csv")
+    assert "rows_in=3 rows_scored=2 rows_rejected=1" in result.output
+
+
+def test_the_line_filter_holds_one_line_at_most_whatever_the_input():
+    from formwise.service.batch.readers import PLACEHOLDER, LineLimitedFile
+
+    class Endless:
+        """64 MiB of one line, then two short ones, made as they are read (never held)."""
+
+        def __init__(self):
+            self.sent = 0
+            self.tail = b"\nshort,1\nlast,2"
+
+        def read(self, size):
+            if self.sent < 64 << 20:
+                self.sent += size
+                return b"z" * size
+            tail, self.tail = self.tail, b""
+            return tail
+
+    filtered = LineLimitedFile(Endless(), max_bytes=1 << 20)
+    out, largest = bytearray(), 0
+    buffer = bytearray(1 << 16)
+    while count := filtered.readinto(buffer):
+        out += buffer[:count]
+        largest = max(largest, len(filtered._pending), len(filtered._out))
+    assert bytes(out) == PLACEHOLDER + b"\nshort,1\nlast,2"
+    assert filtered.overlong == {1} and largest <= (1 << 20) + (1 << 20)
+
+
+@pytest.mark.parametrize(("text", "longest"), [
+    (b"a" * 100 + b"\nb\n", 100), (b"a" * 101 + b"\nb\n", 101), (b"b\n" + b"a" * 101, 101),
+    (b"b\n" + b"a" * 100, 100), (b"\n".join([b"c" * 90] * 50), 90), (b"", 0),
+    (b"x" * 300, 128),  # past the limit it stops: the line so far, two windows of 64
+])
+def test_the_scan_finds_the_longest_line_and_stops_past_the_limit(tmp_path, text, longest):
+    from formwise.service.batch.readers import longest_line
+
+    (tmp_path / "f.csv").write_bytes(text)
+    assert longest_line(str(tmp_path / "f.csv"), 100, window=64) == longest
+
+
+def test_a_line_under_the_limit_but_longer_than_a_chunk_is_read(runner, tmp_path):
+    rows = [f"r{n},40,female,sleep,omeprazole" for n in range(1, 5001)]
+    rows[2500] = "mid,40,female,sleep," + "m" * (900 << 10)  # 900 KiB: under the 1 MiB limit
+    (tmp_path / "in.csv").write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    result = run(runner, tmp_path / "in.csv", "-o", tmp_path / "out.csv", "--chunk-size", "100")
+    assert result.exit_code == 0, result.output
+    (reject,) = rows_of(tmp_path / "out.rejects.csv")
+    assert reject["row"] == "2501" and reject["id"] == "mid"  # read, and rejected for what it holds
