@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from tests.conftest import VIGNETTES, load_vignettes  # noqa: E402
-from tests.e2e.test_widget import CHROMIUM, CHROMIUM_ARGS, shop_service  # noqa: E402
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.e2e.test_widget import shop_service  # noqa: E402
 from tests.e2e.test_widget_sells import VIEWPORTS, catalog_csv, example_page, fill_profile, submit  # noqa: E402
 
 # The profiles are public clinical vignettes: P05 raises the critical kidney caveat, P01 is

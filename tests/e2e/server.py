@@ -17,6 +17,9 @@ import urllib.request
 from pathlib import Path
 
 READY_SECONDS = 60
+# The browser the page tests drive: Debian's Chromium (never a downloaded one).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def free_port() -> int:
@@ -93,3 +96,11 @@ def running_service(workdir: Path, workers: int = 2, env: dict | None = None):
     ``workdir/server.log``); ``env`` is added to this process's environment."""
     with serving(workdir / "server.log", workers, {**os.environ, **(env or {})}, cwd=workdir) as (base, _master):
         yield base
+
+
+def formwise_cli(*args: str, env: dict) -> str:
+    """Runs a ``formwise`` command of this environment with ``env`` added; its standard output."""
+    result = subprocess.run([formwise_command(), *args], env={**os.environ, **env}, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout

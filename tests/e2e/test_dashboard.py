@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,22 +18,13 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT_ROOT
-from tests.e2e.server import running_service
+from tests.e2e.server import CHROMIUM, formwise_cli, running_service
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SHOP_ORIGIN = "http://localhost:8080"  # the example catalog's shop: only its Origin header is sent here
 PROFILES = [{"age": 40, "goals": ["sleep"]}, {"age": 62, "goals": ["cramps"]}, {"age": 35, "goals": ["general"]},
             {"age": 50, "goals": ["energy"]}, {"age": 29, "goals": ["relaxation"]}]
-
-
-def formwise_cli(*args: str, env: dict) -> str:
-    formwise = shutil.which("formwise", path=str(Path(sys.executable).parent)) or "formwise"
-    result = subprocess.run([formwise, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +62,6 @@ def shop_with_traffic(tmp_path_factory):
         for profile in PROFILES[:2]:  # the shop's own server testing its integration
             http.post(f"{base}/v1/recommendations", json={"profile": profile}, headers=server_headers)
         yield {"base": base, "env": env, "name": name, "keys": keys, "server_headers": server_headers}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def report(shop, group: str) -> dict:

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import running_service
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, running_service
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
 def test_swagger_ui_renders_the_document_with_the_pages_policy(tmp_path):

@@ -20,11 +20,10 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT_ROOT
-from tests.e2e.server import free_port
+from tests.e2e.server import CHROMIUM, free_port
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 BLOCK = re.compile(r"<!-- shop-quickstart:start -->\n```sh\n(.*?)```", re.S)
 
 

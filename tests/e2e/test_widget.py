@@ -8,10 +8,6 @@ import contextlib
 import html
 import http.server
 import json
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -22,12 +18,10 @@ import requests
 from formwise.models.knowledge.ui_texts import load_ui_texts
 from formwise.service.app import create_app
 from formwise.service.store import tables
-from tests.e2e.server import free_port, running_service
+from tests.e2e.server import CHROMIUM, formwise_cli, free_port, running_service
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CATALOG = """sku,name,form,elemental_mg_per_unit,units_per_pack,price,currency,url
 GLY-120,Magnesium glycinate 120 capsules,glycinate,100,120,19.90,EUR,{shop}/p/GLY-120
 GLY-60,Magnesium glycinate 60 capsules,glycinate,150,60,12.50,EUR,{shop}/p/GLY-60
@@ -44,13 +38,6 @@ SHOP_PAGE = """<!doctype html>
 <formwise-advisor shop-key="{key}" locale="en"></formwise-advisor>
 <script src="{service}/widget.js" defer></script></body></html>
 """
-
-
-def formwise_cli(*args: str, env: dict) -> str:
-    formwise = shutil.which("formwise", path=str(Path(sys.executable).parent)) or "formwise"
-    result = subprocess.run([formwise, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def product_picture(sku: str) -> bytes:
@@ -138,16 +125,6 @@ def live(tmp_path_factory):
         pytest.skip(f"{CHROMIUM} is missing: ./scripts/test installs it (apt-get install chromium)")
     with shop_service(tmp_path_factory.mktemp("widget"), CATALOG) as service:
         yield service
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()

@@ -18,7 +18,8 @@ import requests
 
 from formwise.models.knowledge.ui_texts import load_ui_texts
 from tests.conftest import VIGNETTES, load_vignettes
-from tests.e2e.test_widget import CHROMIUM, CHROMIUM_ARGS, events_for, is_answer, shadow_focus, shop_service
+from tests.e2e.server import CHROMIUM
+from tests.e2e.test_widget import events_for, is_answer, shadow_focus, shop_service
 
 pytestmark = pytest.mark.slow
 
@@ -84,16 +85,6 @@ def live(tmp_path_factory):
     with shop_service(tmp_path_factory.mktemp("widget-sells"), catalog_csv()) as service:
         service["site"].pages["/"] = example_page(service)
         yield service
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()

@@ -4,13 +4,8 @@ workers of a real gunicorn (skipped only when no Redis answers at 127.0.0.1:6379
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,7 +14,7 @@ from formwise.service.app import create_app
 from formwise.service.shops import keys as shops
 from formwise.service.shops import limits
 from formwise.service.store.database import engine_of
-from tests.e2e.server import running_service
+from tests.e2e.server import formwise_cli, running_service
 
 PROFILE = {"profile": {"age": 40}}
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -91,13 +86,6 @@ def redis_unreachable() -> str | None:
             return None if sock.recv(64).startswith(b"+PONG") else "no PONG"
     except OSError as error:
         return str(error)
-
-
-def formwise_cli(*args: str, env: dict) -> str:
-    formwise = shutil.which("formwise", path=str(Path(sys.executable).parent)) or "formwise"
-    result = subprocess.run([formwise, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def raw_request_parts(base_url: str, key: str) -> tuple[bytes, bytes]:
