@@ -275,38 +275,39 @@ def _run(reader, scorer: ChunkScorer, output, rejects, summary: Summary, bar: Pr
     """Read on this thread, score on a pool of ``workers`` threads, write here in input
     order, with at most two chunks per worker in flight. While the model loads (a
     GIL-bound import), this thread only reads ahead, which pyarrow does without the GIL."""
-    in_flight: deque[Future] = deque()
-    chunks = iter(reader)
+    in_flight: deque[tuple[Future, float | None]] = deque()  # (scoring, the input read up to that chunk)
+    chunks = ((chunk, reader.progress()) for chunk in reader)  # where the reader stood after each chunk
     read_ahead = []
     while not scorer.ready() and len(read_ahead) < READ_AHEAD_CHUNKS:
-        chunk = next(chunks, None)
-        if chunk is None:
+        item = next(chunks, None)
+        if item is None:
             break
-        read_ahead.append(chunk)
+        read_ahead.append(item)
     scorer.wait_ready()
 
     def drain(block: bool) -> None:
-        while in_flight and (block or in_flight[0].done() or len(in_flight) > workers * 2):
-            result: ChunkResult = in_flight.popleft().result()
+        while in_flight and (block or in_flight[0][0].done() or len(in_flight) > workers * 2):
+            future, read_to = in_flight.popleft()
+            result: ChunkResult = future.result()
             if result.output is not None:
                 output.write(result.output)
             if result.rejects is not None and result.rejects.num_rows:
                 rejects.write(result.rejects)
                 summary.count_rejects(result.rejects)
             summary.add(result.summary)
-            bar.update(summary.rows_in, reader.progress())
+            bar.update(summary.rows_in, read_to)  # the share of the input written out, not read ahead
             if max_rejects is not None:
                 max_rejects.check(summary)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="formwise-score")
     try:
-        for chunk in itertools.chain(read_ahead, chunks):
-            in_flight.append(pool.submit(scorer.score, chunk))
+        for chunk, read_to in itertools.chain(read_ahead, chunks):
+            in_flight.append((pool.submit(scorer.score, chunk), read_to))
             drain(block=False)
         read_ahead.clear()
         drain(block=True)
     except BaseException:
-        for future in in_flight:
+        for future, _ in in_flight:
             future.cancel()
         raise
     finally:

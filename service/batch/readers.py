@@ -170,7 +170,10 @@ class CsvReader:
         longest = options.max_line_bytes if codec else min(longest_line(path, options.max_line_bytes),
                                                             options.max_line_bytes)
         direct = not codec and longest < options.max_line_bytes
-        self.size = os.path.getsize(path)  # progress follows the bytes read from the file itself
+        self.size = os.path.getsize(path)
+        lines_in_sample = sample.count(b"\n")
+        self._rows_estimate = (None if codec or not lines_in_sample
+                               else self.size * lines_in_sample / len(sample) - 1)  # less the header
         block_size = min(max(_csv_block_size(sample, chunk_size), 2 * longest + 2), 1 << 30)
         try:
             self._reader = pa_csv.open_csv(
@@ -202,10 +205,12 @@ class CsvReader:
         return "skip"
 
     def progress(self) -> float | None:
-        try:
-            return min(1.0, self._raw.tell() / self.size) if self.size else None
-        except (OSError, ValueError):
+        """The share of the rows read so far, from the rows per byte of the file's start (not
+        from the bytes pyarrow has read: it reads far ahead of the rows it hands out). None
+        for a compressed file, whose size says nothing of its rows."""
+        if not self._rows_estimate:
             return None
+        return min(0.99, (self._next_row - 1) / self._rows_estimate)
 
     def _take_malformed(self, up_to_row: float) -> list[tuple[int, int]]:
         """Malformed rows numbered up to ``up_to_row``, as (row, value count)."""
@@ -250,6 +255,14 @@ class CsvReader:
 def _header_not_utf8(path: str) -> BatchError:
     return BatchError(f"INPUT '{path}': the header line is not UTF-8 text; save the file as UTF-8 "
                       "(its rows may hold other bytes: those rows are rejected).")
+
+
+def _rows_estimate(path: str, size: int) -> float | None:
+    """About how many lines a file holds, from its first 256 KiB."""
+    with open(path, "rb") as handle:
+        sample = handle.read(SAMPLE_BYTES)
+    lines = sample.count(b"\n") + (1 if sample and not sample.endswith(b"\n") and len(sample) == size else 0)
+    return size * lines / len(sample) if lines else None
 
 
 def _as_text(batch: pa.RecordBatch, rows: np.ndarray) -> tuple[dict[str, pa.Array], np.ndarray, pa.Table | None]:
@@ -429,26 +442,28 @@ class JsonLinesReader:
     def __init__(self, path: str, chunk_size: int, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES):
         self.path = path
         self.chunk_size = chunk_size
-        self._raw = None
+        self._raw = codec = None
         if path == STDIO:
             source = sys.stdin.buffer
             self.size = None
         else:
-            self._raw = pa.OSFile(path, "rb")
             codec = compression_of(path)
+            self._raw = pa.OSFile(path, "rb")
             source = pa.CompressedInputStream(self._raw, codec) if codec else self._raw
             self.size = os.path.getsize(path)
+        self._rows_estimate = None if self.size is None or codec else _rows_estimate(path, self.size)
+        self._rows_read = 0
         # lines over the limit arrive as PLACEHOLDER (the scorer rejects them by that)
         self.max_line_bytes = max_line_bytes
         self._handle = io.BufferedReader(LineLimitedFile(source, max_line_bytes), buffer_size=1 << 20)
 
     def progress(self) -> float | None:
-        if not self.size:
+        """The share of the lines read so far, from the lines per byte of the file's start
+        (the buffered reader runs ahead of the lines handed out). None for standard input or
+        a compressed file."""
+        if not self._rows_estimate:
             return None
-        try:
-            return min(1.0, self._raw.tell() / self.size)
-        except (OSError, ValueError):
-            return None
+        return min(0.99, self._rows_read / self._rows_estimate)
 
     def __iter__(self) -> Iterator[JsonChunk]:
         next_row = 1
@@ -458,6 +473,7 @@ class JsonLinesReader:
                 return
             rows = np.arange(next_row, next_row + len(lines), dtype=np.int64)
             next_row += len(lines)
+            self._rows_read = next_row - 1
             yield JsonChunk(rows, lines)
 
     def close(self) -> None:

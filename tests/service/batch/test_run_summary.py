@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from formwise.service.cli.main import main
 
 CSV = ("id,age,goals\n" + "".join(f"ok{n},40,sleep\n" for n in range(8)) + "old,400,sleep\nbad,40,naps\n"
@@ -82,3 +84,35 @@ def test_validate_only_and_an_output_exclude_each_other(runner, tmp_path):
     assert both.exit_code == 2 and "--validate-only writes no OUTPUT" in both.output
     neither = runner.invoke(main, ["score", str(tmp_path / "in.csv")])
     assert neither.exit_code == 2 and "-o OUTPUT" in neither.output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_the_progress_bar_follows_the_rows_written_not_the_bytes_read_ahead(tmp_path, monkeypatch, suffix):
+    """pyarrow reads a CSV far ahead of the rows it hands out (45.8 % shown after 65,506 of
+    5M rows): the share shown must follow the rows scored and written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from formwise.service.batch import files
+
+    count = 40_000
+    ids = [f"p{n:06d}" for n in range(count)]
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".csv":
+        source.write_text("id,age,goals\n" + "".join(f"{i},{30 + n % 50},sleep\n" for n, i in enumerate(ids)))
+    elif suffix == ".parquet":
+        pq.write_table(pa.table({"id": ids, "age": [30 + n % 50 for n in range(count)]}), source)
+    else:
+        source.write_text("".join(json.dumps({"id": i, "profile": {"age": 40}}) + "\n" for i in ids))
+    shown = []
+    real_update = files.Progress.update
+
+    def spy(self, rows, fraction, force=False):
+        shown.append((rows, fraction))
+        return real_update(self, rows, fraction, force)
+
+    monkeypatch.setattr(files.Progress, "update", spy)
+    files.score_file(str(source), str(tmp_path / "out.csv"), chunk_size=2048)
+    assert len(shown) >= 5  # chunks of about 2,048 rows (CSV blocks are cut at line ends)
+    assert all(fraction is not None and abs(fraction - rows / count) < 0.05 for rows, fraction in shown)
+    assert shown[-1][0] == count
