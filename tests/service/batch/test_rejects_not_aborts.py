@@ -165,7 +165,9 @@ def test_the_scan_finds_the_longest_line_and_stops_past_the_limit(tmp_path, text
     from formwise.service.batch.readers import longest_line
 
     (tmp_path / "f.csv").write_bytes(text)
-    assert longest_line(str(tmp_path / "f.csv"), 100, window=64) == longest
+    assert longest_line(str(tmp_path / "f.csv"), 100, window=64, probe=16) == longest
+    if longest <= 90:  # every 64-byte block holds a newline: the cheap check answers the bound
+        assert longest_line(str(tmp_path / "f.csv"), 100, window=64, probe=64) in (longest, 127)
 
 
 def test_a_line_under_the_limit_but_longer_than_a_chunk_is_read(runner, tmp_path):
