@@ -22,13 +22,8 @@ from formwise.service.batch.formats import (
     Summary,
     rejects_table,
 )
-from formwise.service.batch.readers import (
-    DEFAULT_MAX_LINE_BYTES,
-    OVERLONG_REASON,
-    PLACEHOLDER,
-    JsonChunk,
-    TabularChunk,
-)
+from formwise.service.batch.lines import DEFAULT_MAX_LINE_BYTES, OVERLONG_REASON, PLACEHOLDER
+from formwise.service.batch.readers import JsonChunk, TabularChunk
 from formwise.service.batch.writers import NEEDS_QUOTES, CsvPart, any_match, defuse_formulas, render_csv
 
 

@@ -130,7 +130,7 @@ def test_an_over_long_json_line_and_one_in_a_gzipped_csv_are_rejects(runner, tmp
 
 
 def test_the_line_filter_holds_one_line_at_most_whatever_the_input():
-    from formwise.service.batch.readers import PLACEHOLDER, LineLimitedFile
+    from formwise.service.batch.lines import PLACEHOLDER, LineLimitedFile
 
     class Endless:
         """64 MiB of one line, then two short ones, made as they are read (never held)."""
@@ -162,7 +162,7 @@ def test_the_line_filter_holds_one_line_at_most_whatever_the_input():
     (b"x" * 300, 128),  # past the limit it stops: the line so far, two windows of 64
 ])
 def test_the_scan_finds_the_longest_line_and_stops_past_the_limit(tmp_path, text, longest):
-    from formwise.service.batch.readers import longest_line
+    from formwise.service.batch.lines import longest_line
 
     (tmp_path / "f.csv").write_bytes(text)
     assert longest_line(str(tmp_path / "f.csv"), 100, window=64, probe=16) == longest
