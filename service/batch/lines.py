@@ -20,13 +20,14 @@ PLACEHOLDER = b"\x00"
 OVERLONG_REASON = "Line longer than --max-line-bytes ({max_bytes:,} bytes): not read."
 
 
-SHORT_LINES = (32 << 10) * 2 - 1  # what longest_line answers when every line is shorter than this
+PROBE_BYTES = 32 << 10
+SHORT_LINES = 2 * PROBE_BYTES - 1  # what longest_line answers when every line is shorter
 
 
-def longest_line(path: str, stop_above: int, window: int = 64 << 20, probe: int = 32 << 10) -> int:
-    """The length of a file's longest line (without its newline), or SHORT_LINES-like bound
-    ``2 * probe - 1`` when every aligned ``probe``-byte block holds a newline (then no line
-    is that long): that first check costs one memchr per block, a few hundred microseconds
+def longest_line(path: str, stop_above: int, window: int = 64 << 20, probe: int = PROBE_BYTES) -> int:
+    """The length of a file's longest line (without its newline), or the bound
+    ``2 * probe - 1`` (SHORT_LINES) when every aligned ``probe``-byte block holds a newline
+    (then no line is that long): that first check costs one memchr per block, a few hundred microseconds
     per 100 MB. Only a file with a newline-free block is scanned whole, with numpy a window
     at a time; that scan stops as soon as a line passes ``stop_above`` and returns that
     line's length so far."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from formwise.service.store.database import session_scope
 from formwise.service.store.queries import NotFoundError, shop_by_name
-from formwise.service.store.tables import ControlProduct, Event, Product, Recommendation, Shop, utc_now
+from formwise.service.store.tables import ControlProduct, Event, Product, Recommendation, Shop, as_utc, utc_now
 
 ARMS = ("ranking", "control")
 FALLBACK_GOAL = "general"  # the control product for a goal the shop named none for
@@ -88,7 +88,7 @@ def current_experiment(shop_id: int) -> dict | None:
         started = shop.experiment_started_at
         return {"experiment_id": shop.experiment_id, "control_share": shop.control_share,
                 "running": shop.control_share > 0, "controls": controls,
-                "started_at": None if started is None else _utc(started).isoformat()}
+                "started_at": None if started is None else as_utc(started).isoformat()}
 
 
 def arm_counts(shop_id: int, experiment_id: str, start: dt.datetime | None = None,
@@ -118,6 +118,3 @@ def arm_counts(shop_id: int, experiment_id: str, start: dt.datetime | None = Non
                 counts[arm]["converted"] = total
     return counts
 
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

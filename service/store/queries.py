@@ -33,6 +33,7 @@ from formwise.service.store.tables import (
     Recommendation,
     Shop,
     ShopOrigin,
+    as_utc,
     utc_now,
 )
 
@@ -167,12 +168,12 @@ def shop_keys(shop_name: str) -> list[dict]:
 
 
 def _key_dict(key: ApiKey, now: dt.datetime) -> dict:
-    expires = _aware(key.expires_at) if key.expires_at is not None else None
+    expires = as_utc(key.expires_at) if key.expires_at is not None else None
     expired = expires is not None and now >= expires
     state = "revoked" if key.revoked_at is not None else "expired" if expired else "active"
     return {"prefix": key.prefix, "kind": key.kind, "name": key.name, "state": state, "active": state == "active",
-            "created_at": _aware(key.created_at).isoformat(),
-            "last_used_at": None if key.last_used_at is None else _aware(key.last_used_at).isoformat(),
+            "created_at": as_utc(key.created_at).isoformat(),
+            "last_used_at": None if key.last_used_at is None else as_utc(key.last_used_at).isoformat(),
             "expires_at": None if expires is None else expires.isoformat()}
 
 
@@ -245,8 +246,8 @@ def find_key(key_hash: str) -> KeyRecord | None:
     return KeyRecord(key_id=key_id, kind=kind, prefix=prefix, key_hash=stored_hash, revoked=revoked_at is not None,
                      shop_id=shop_id, shop_name=shop_name,
                      origins=tuple(row.origin for row in rows if row.origin is not None),
-                     expires_at=None if expires_at is None else _aware(expires_at),
-                     last_used_at=None if last_used_at is None else _aware(last_used_at))
+                     expires_at=None if expires_at is None else as_utc(expires_at),
+                     last_used_at=None if last_used_at is None else as_utc(last_used_at))
 
 
 def origin_registered(origin: str) -> bool:
@@ -354,7 +355,7 @@ def list_outcomes(shop_id: int | None = None) -> list[dict]:
             query = query.where(Outcome.shop_id == shop_id)
         return [
             {"id": item.id, "recommendation_id": item.recommendation_id, "form": item.form,
-             "tolerated": item.tolerated, "helpful": item.helpful, "created_at": _aware(item.created_at),
+             "tolerated": item.tolerated, "helpful": item.helpful, "created_at": as_utc(item.created_at),
              "shop_id": item.shop_id}
             for item in session.scalars(query)
         ]
@@ -383,7 +384,7 @@ def list_cds_feedback() -> list[dict]:
     with session_scope() as session:
         return [
             {"id": item.id, "card_uuid": item.card_uuid, "outcome": item.outcome,
-             "override_reason_code": item.override_reason_code, "created_at": _aware(item.created_at)}
+             "override_reason_code": item.override_reason_code, "created_at": as_utc(item.created_at)}
             for item in session.scalars(sa.select(CdsFeedback).order_by(CdsFeedback.id))
         ]
 
@@ -426,10 +427,6 @@ def record_token_use(digest: str, forget_after: int, now: float) -> bool:
                                    .on_conflict_do_nothing(index_elements=["digest"]).returning(table.c.digest))
         return added.first() is not None
 
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands datetimes back without their zone; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 # ---- retention (issue 19) -----------------------------------------------------------------
@@ -483,7 +480,7 @@ def list_audit(since: dt.datetime | None = None, action: str | None = None, limi
     if action is not None:
         query = query.where(table.c.action == action)
     with connection_scope() as connection:
-        return [{"id": row.id, "at": _aware(row.created_at).isoformat(), "actor": row.actor, "action": row.action,
+        return [{"id": row.id, "at": as_utc(row.created_at).isoformat(), "actor": row.actor, "action": row.action,
                  "subject": row.subject, "details": json.loads(row.details)}
                 for row in connection.execute(query)]
 
